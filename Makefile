@@ -1,0 +1,38 @@
+# pieces_service — the project's verbs. `make help` lists them.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test migrate bench fuzz lint clean
+
+help:  ## List the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)  ## Create the virtualenv and install the service with its test tools
+
+run: $(STAMP)  ## Serve on 127.0.0.1:$$PORT (default 8000) with demo data; embedded PostgreSQL unless DATABASE_URL
+	$(PY) -m pieces_service.localrun
+
+test: $(STAMP)  ## Run the whole suite against real PostgreSQL (TEST_DATABASE_URL, else embedded)
+	$(PY) -m pytest
+
+migrate: $(STAMP)  ## Apply pending migrations to DATABASE_URL (embedded PostgreSQL if unset); safe to repeat
+	$(PY) -m pieces_service.cli migrate
+
+bench: $(STAMP)  ## Benchmarks (load generator, floors, report in BENCHMARKS.md); not part of make test
+	$(PY) -m bench.run
+
+lint: $(STAMP)  ## Byte-compile and check the package imports cleanly
+	$(PY) -m compileall -q pieces_service tests
+	$(PY) -m pyflakes pieces_service tests 2>/dev/null || true
+
+clean:  ## Remove the virtualenv and local state (embedded database, dev secret)
+	rm -rf $(VENV) .local

@@ -1,0 +1,54 @@
+"""pieces_service: tenant-isolated HTTP service for production pieces."""
+from __future__ import annotations
+
+from typing import Mapping
+
+from flask import Flask, request
+
+from .config import Config
+
+API_PREFIX = "/api/v1"
+# Reachable without a token: the API description and its viewer.
+_PUBLIC_API_PATHS = (f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/docs")
+
+
+def create_app(config: Config | None = None, env: Mapping[str, str] | None = None) -> Flask:
+    """Build the application. `config` (tests) or the environment (`env`, else os.environ)
+    supplies the settings; nothing here touches the database."""
+    config = config or Config.from_env(env)
+    app = Flask(__name__, static_folder=None)
+    app.config.update(
+        PIECES=config,
+        MAX_CONTENT_LENGTH=config.max_body_bytes,
+        API_TITLE="pieces_service",
+        API_VERSION="1.0.0",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX=API_PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        JSON_SORT_KEYS=False,
+        PROPAGATE_EXCEPTIONS=False,
+    )
+    app.json.sort_keys = False
+
+    from . import db
+    from .api import register_blueprints
+    from .auth import authenticate
+    from .extensions import Api
+
+    db.init_app(app)
+    api = Api(app, spec_kwargs={
+        "components": {"securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+        "security": [{"bearerAuth": []}],
+    })
+    register_blueprints(api)
+
+    @app.before_request
+    def _authenticate_api_calls():
+        path = request.path
+        if path.startswith(API_PREFIX + "/") and not path.startswith(_PUBLIC_API_PATHS):
+            authenticate()
+
+    return app

@@ -1,0 +1,12 @@
+"""HTTP resources, one blueprint per resource."""
+from __future__ import annotations
+
+from . import pieces, sync
+
+RESOURCES = (pieces, sync)
+
+
+def register_blueprints(api) -> None:
+    """Mount every resource module's blueprint on `api`."""
+    for module in RESOURCES:
+        api.register_blueprint(module.resources.blp)

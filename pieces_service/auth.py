@@ -1,0 +1,146 @@
+"""Bearer tokens to a frozen `Principal`, and the role table of SPEC §2.
+
+Tokens are verified with PyJWT against the algorithms pinned by the configured key
+(HS256 for a secret; RS256 or ES256 for a public key), never the token's own `alg`.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from enum import Enum
+from functools import wraps
+
+import jwt
+from flask import current_app, g, request
+
+from .config import JWTSettings
+from .extensions import abort
+
+
+class Role(str, Enum):
+    SYSTEM_ADMIN = "SystemAdmin"
+    COMPANY_ADMIN = "CompanyAdmin"
+    PROJECT_MANAGER = "ProjectManager"
+    OPERATOR = "Operator"
+    INTEGRATION = "Integration"
+
+
+READ_ROLES = frozenset(Role)
+DELETE_RESTORE_ROLES = frozenset({Role.SYSTEM_ADMIN, Role.COMPANY_ADMIN, Role.PROJECT_MANAGER})
+SYNC_ROLES = frozenset({Role.SYSTEM_ADMIN, Role.COMPANY_ADMIN, Role.INTEGRATION})
+AUDIT_ROLES = frozenset({Role.SYSTEM_ADMIN, Role.COMPANY_ADMIN})
+
+REQUIRED_CLAIMS = ("sub", "exp", "company_guid", "role")
+_MAX_TOKEN_LENGTH = 8192
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: subject, tenant and role, taken from a verified token."""
+
+    subject: str
+    company_guid: uuid.UUID
+    role: Role
+
+    @property
+    def is_system_admin(self) -> bool:
+        return self.role is Role.SYSTEM_ADMIN
+
+
+class InvalidToken(Exception):
+    """The credentials are missing, malformed, badly signed or expired (401)."""
+
+
+class UnknownRole(Exception):
+    """The token is valid but names no role we know (403)."""
+
+
+def decode_token(token: str, settings: JWTSettings) -> Principal:
+    """Verify `token` and return its principal; raise `InvalidToken` or `UnknownRole`."""
+    if len(token) > _MAX_TOKEN_LENGTH:
+        raise InvalidToken("Token too long")
+    options = {"require": list(REQUIRED_CLAIMS)}
+    if settings.audience:
+        options["require"].append("aud")
+    if settings.issuer:
+        options["require"].append("iss")
+    try:
+        claims = jwt.decode(
+            token,
+            settings.key,
+            algorithms=list(settings.algorithms),
+            audience=settings.audience,
+            issuer=settings.issuer,
+            leeway=settings.leeway_seconds,
+            options=options,
+        )
+    except jwt.ExpiredSignatureError:
+        raise InvalidToken("Token has expired") from None
+    except jwt.MissingRequiredClaimError as exc:
+        raise InvalidToken(f"Token is missing the '{exc.claim}' claim") from None
+    except jwt.InvalidAudienceError:
+        raise InvalidToken("Token audience is not accepted") from None
+    except jwt.InvalidIssuerError:
+        raise InvalidToken("Token issuer is not accepted") from None
+    except jwt.ImmatureSignatureError:
+        raise InvalidToken("Token is not yet valid") from None
+    except jwt.PyJWTError:
+        raise InvalidToken("Invalid token") from None
+    subject = claims["sub"]
+    if not isinstance(subject, str) or not subject or len(subject) > 255:
+        raise InvalidToken("Token 'sub' claim must be a non-empty string")
+    company = claims["company_guid"]
+    try:
+        company_guid = uuid.UUID(company) if isinstance(company, str) else None
+    except ValueError:
+        company_guid = None
+    if company_guid is None:
+        raise InvalidToken("Token 'company_guid' claim must be a UUID")
+    try:
+        role = Role(claims["role"])
+    except (ValueError, TypeError):
+        raise UnknownRole() from None
+    return Principal(subject=subject, company_guid=company_guid, role=role)
+
+
+def _bearer_token() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if not header:
+        raise InvalidToken("Not authenticated")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def authenticate() -> Principal:
+    """The caller's principal, verified once per request and kept on `g`."""
+    principal = g.get("principal")
+    if principal is None:
+        try:
+            principal = decode_token(_bearer_token(), current_app.config["PIECES"].jwt)
+        except InvalidToken as exc:
+            abort(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'
+                                          if request.headers.get("Authorization")
+                                          else "Bearer"})
+        except UnknownRole:
+            abort(403, "Unknown role.")
+        g.principal = principal
+    return principal
+
+
+def require_roles(roles: frozenset[Role]):
+    """Decorate a view so that it runs only for an authenticated caller with one of `roles`;
+    the principal is passed as the keyword argument `principal`."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(*args, **kwargs):
+            principal = authenticate()
+            if principal.role not in roles:
+                abort(403, "Your role does not allow this action.")
+            return view(*args, principal=principal, **kwargs)
+
+        return wrapper
+
+    return decorator

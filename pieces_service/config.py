@@ -1,0 +1,131 @@
+"""Every configuration variable of the service, read from the environment in one place.
+
+`Config.from_env()` validates everything at start and raises `ConfigError` with a one-line
+message naming the variable, so a misconfigured deployment fails loudly before serving.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+
+class ConfigError(ValueError):
+    """A configuration variable is missing or malformed."""
+
+
+def database_url(raw: str, variable: str = "DATABASE_URL") -> URL:
+    """Parse a user's PostgreSQL URL and pin the psycopg2 driver.
+
+    Users write plain `postgresql://…` (or `postgres://…`); SQLAlchemy 2.1 would map that to
+    psycopg 3, so the driver is named here.
+    """
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError:
+        raise ConfigError(f"{variable} is not a valid database URL") from None
+    backend, _, driver = url.drivername.partition("+")
+    if backend not in ("postgresql", "postgres"):
+        raise ConfigError(f"{variable} must be a postgresql:// URL")
+    if driver not in ("", "psycopg2"):
+        raise ConfigError(f"{variable} must name the psycopg2 driver or none: {url.drivername}")
+    return url.set(drivername="postgresql+psycopg2")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class JWTSettings:
+    """How bearer tokens are verified. `algorithms` is pinned by the kind of key."""
+
+    key: str | bytes
+    algorithms: tuple[str, ...]
+    audience: str | None = None
+    issuer: str | None = None
+    leeway_seconds: int = 0
+
+
+def _jwt_settings(env: Mapping[str, str]) -> JWTSettings:
+    secret = env.get("PIECES_JWT_SECRET", "").strip()
+    public_pem = env.get("PIECES_JWT_PUBLIC_KEY", "").strip()
+    audience = env.get("PIECES_JWT_AUDIENCE", "").strip() or None
+    issuer = env.get("PIECES_JWT_ISSUER", "").strip() or None
+    leeway = _int(env, "PIECES_JWT_LEEWAY_SECONDS", 0, 0, 300)
+    if secret and public_pem:
+        raise ConfigError("set only one of PIECES_JWT_SECRET and PIECES_JWT_PUBLIC_KEY")
+    if secret:
+        if len(secret) < 32:
+            raise ConfigError("PIECES_JWT_SECRET must be at least 32 characters")
+        return JWTSettings(secret, ("HS256",), audience, issuer, leeway)
+    if public_pem:
+        from cryptography.hazmat.primitives.asymmetric import ec, rsa
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+        try:
+            key = load_pem_public_key(public_pem.replace("\\n", "\n").encode())
+        except ValueError:
+            raise ConfigError("PIECES_JWT_PUBLIC_KEY is not a PEM public key") from None
+        if isinstance(key, rsa.RSAPublicKey):
+            algorithms: tuple[str, ...] = ("RS256",)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            algorithms = ("ES256",)
+        else:
+            raise ConfigError("PIECES_JWT_PUBLIC_KEY must be an RSA or EC (P-256) public key")
+        return JWTSettings(key, algorithms, audience, issuer, leeway)
+    raise ConfigError(
+        "no token verification key: set PIECES_JWT_SECRET (HS256) or PIECES_JWT_PUBLIC_KEY "
+        "(RS256/ES256)"
+    )
+
+
+@dataclass(frozen=True)
+class Config:
+    """The service's settings. See the README's configuration table."""
+
+    database_url: URL
+    jwt: JWTSettings = field(repr=False)
+    db_pool_size: int = 4
+    db_max_overflow: int = 4
+    db_pool_timeout_seconds: int = 5
+    db_connect_timeout_seconds: int = 3
+    statement_timeout_ms: int = 5000
+    idle_in_transaction_timeout_ms: int = 10000
+    max_body_bytes: int = 16 * 1024 * 1024
+    sync_max_items: int = 1000
+    debug: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
+        """Read and validate every variable; raise `ConfigError` naming the first bad one."""
+        env = os.environ if env is None else env
+        raw_url = env.get("DATABASE_URL", "").strip()
+        if not raw_url:
+            raise ConfigError("DATABASE_URL is not set (e.g. postgresql://user@host:5432/pieces)")
+        return cls(
+            database_url=database_url(raw_url),
+            jwt=_jwt_settings(env),
+            db_pool_size=_int(env, "PIECES_DB_POOL_SIZE", 4, 1, 100),
+            db_max_overflow=_int(env, "PIECES_DB_MAX_OVERFLOW", 4, 0, 100),
+            db_pool_timeout_seconds=_int(env, "PIECES_DB_POOL_TIMEOUT_SECONDS", 5, 1, 120),
+            db_connect_timeout_seconds=_int(env, "PIECES_DB_CONNECT_TIMEOUT_SECONDS", 3, 1, 60),
+            statement_timeout_ms=_int(env, "PIECES_STATEMENT_TIMEOUT_MS", 5000, 100, 600000),
+            idle_in_transaction_timeout_ms=_int(
+                env, "PIECES_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000, 100, 600000
+            ),
+            max_body_bytes=_int(env, "PIECES_MAX_BODY_BYTES", 16 * 1024 * 1024, 1024, 1 << 30),
+            debug=env.get("PIECES_DEBUG", "").strip().lower() in ("1", "true", "yes"),
+        )

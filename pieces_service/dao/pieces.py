@@ -1,0 +1,79 @@
+"""Reads of pieces: the list page and the detail, each one statement returning JSON text."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.engine import Connection
+
+from . import load_queries
+
+_Q = load_queries("pieces.sql")
+
+
+@dataclass(frozen=True)
+class PiecePage:
+    """A list page and the parent checks made in the same statement."""
+
+    project_found: bool
+    component_found: bool
+    component_project_guid: uuid.UUID | None
+    assembly_found: bool
+    assembly_component_guid: uuid.UUID | None
+    assembly_project_guid: uuid.UUID | None
+    row_count: int
+    last_key: str | None
+    body: str
+
+
+@dataclass(frozen=True)
+class PieceDetailRow:
+    owner_company_guid: uuid.UUID | None
+    missing_fields: list[str]
+    body: str | None
+
+
+def list_pieces(
+    conn: Connection,
+    *,
+    tenant: uuid.UUID,
+    project_guid: uuid.UUID | None,
+    component_guid: uuid.UUID | None,
+    assembly_guid: uuid.UUID | None,
+    include_inactive: bool,
+    limit: int,
+    offset: int,
+    after: tuple[datetime | str, uuid.UUID] | None = None,
+) -> PiecePage:
+    """One page of `tenant`'s pieces in (created_at, guid) order, after the keyset `after`
+    when given, with the parent filters checked against the same tenant."""
+    row = conn.exec_driver_sql(
+        _Q["list_pieces"],
+        {
+            "tenant": tenant,
+            "project_guid": project_guid,
+            "component_guid": component_guid,
+            "assembly_guid": assembly_guid,
+            "include_inactive": include_inactive,
+            "limit": limit,
+            "offset": offset,
+            "after_created_at": after[0] if after else None,
+            "after_guid": after[1] if after else None,
+        },
+    ).one()
+    return PiecePage(*row)
+
+
+def get_piece(
+    conn: Connection, *, tenant: uuid.UUID, guid: uuid.UUID, include_inactive: bool
+) -> PieceDetailRow:
+    """The piece `guid` of `tenant` as PieceDetail JSON (body None when not visible), and
+    the tenant that owns that GUID, if any."""
+    row = conn.exec_driver_sql(
+        _Q["get_piece"],
+        {"tenant": tenant, "guid": guid, "include_inactive": include_inactive},
+    ).one()
+    if row.body is None:  # no visible row: the LEFT JOIN came back empty
+        return PieceDetailRow(row.owner_company_guid, [], None)
+    return PieceDetailRow(row.owner_company_guid, list(row.missing_fields), row.body)

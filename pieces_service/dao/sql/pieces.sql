@@ -1,0 +1,155 @@
+-- name: list_pieces
+-- One page of pieces as a JSON array built by PostgreSQL, plus the parent checks the
+-- endpoint needs, in a single round trip. Order: created_at, guid (total and stable).
+-- A NULL filter parameter means "no filter"; psycopg2 inlines the values, so the planner
+-- folds those branches away and picks the index for the filters actually given.
+WITH project AS (
+    SELECT guid
+    FROM projects
+    WHERE company_guid = %(tenant)s
+      AND guid = %(project_guid)s
+      AND (is_active OR %(include_inactive)s)
+), component AS (
+    SELECT guid,
+           project_guid
+    FROM components
+    WHERE company_guid = %(tenant)s
+      AND guid = %(component_guid)s
+      AND (is_active OR %(include_inactive)s)
+), assembly AS (
+    SELECT guid,
+           project_guid,
+           component_guid
+    FROM assemblies
+    WHERE company_guid = %(tenant)s
+      AND guid = %(assembly_guid)s
+      AND (is_active OR %(include_inactive)s)
+), page AS (
+    SELECT guid,
+           piece_id,
+           project_guid,
+           component_guid,
+           assembly_guid,
+           barcode,
+           outer_length,
+           angle_left,
+           angle_right,
+           is_active,
+           deleted_at,
+           company_guid,
+           created_at
+    FROM pieces
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (is_active OR %(include_inactive)s)
+      AND (%(after_created_at)s::timestamptz IS NULL
+           OR (created_at, guid) > (%(after_created_at)s::timestamptz, %(after_guid)s::uuid))
+    ORDER BY created_at,
+             guid
+    LIMIT %(limit)s
+    OFFSET %(offset)s
+)
+SELECT EXISTS (SELECT FROM project) AS project_found,
+       EXISTS (SELECT FROM component) AS component_found,
+       (SELECT project_guid FROM component) AS component_project_guid,
+       EXISTS (SELECT FROM assembly) AS assembly_found,
+       (SELECT component_guid FROM assembly) AS assembly_component_guid,
+       (SELECT project_guid FROM assembly) AS assembly_project_guid,
+       (SELECT count(*) FROM page) AS row_count,
+       (SELECT created_at::text || ' ' || guid::text
+        FROM page
+        ORDER BY created_at DESC, guid DESC
+        LIMIT 1) AS last_key,
+       (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
+        FROM page) AS body;
+
+-- name: get_piece
+-- One piece (PieceDetail) as JSON, with the names of any required fields that are NULL
+-- and the tenant owning the GUID (from pieces_guid_owners, so "someone else's" can be told
+-- apart from "absent"). Soft-deleted rows count only with include_inactive.
+WITH owner AS (
+    SELECT company_guid
+    FROM pieces_guid_owners('piece', ARRAY[%(guid)s::uuid])
+), detail AS (
+    SELECT guid,
+           piece_id,
+           project_guid,
+           component_guid,
+           assembly_guid,
+           barcode,
+           outer_length,
+           angle_left,
+           angle_right,
+           is_active,
+           deleted_at,
+           company_guid,
+           created_at,
+           updated_at,
+           inner_length,
+           assembly_width,
+           assembly_height,
+           reinforcement_length,
+           other_length,
+           bar_rest,
+           bar_length,
+           bar_cutting_tolerance,
+           profile_width,
+           profile_height,
+           welding_tolerance,
+           orientation,
+           trolley,
+           cell,
+           trolley_cell,
+           trolley_size,
+           parent_assembly_trolley_cell,
+           mullion_trolley_cell,
+           glazing_bead_trolley_cell,
+           operations,
+           component_code,
+           component_description,
+           info2,
+           info3,
+           client,
+           dealer,
+           project_description,
+           project_phase,
+           reinforcement_code,
+           hardware_info,
+           glass_info,
+           project_number,
+           component_number,
+           water_handle,
+           segment_order,
+           cutting_pattern,
+           fixing_mode,
+           material_type,
+           project_code_parent,
+           bar_id,
+           profile_code,
+           profile_name,
+           lamination,
+           gasket,
+           profile_color,
+           profile_type_ra,
+           profile_type,
+           profile_code_with_color
+    FROM pieces
+    WHERE company_guid = %(tenant)s
+      AND guid = %(guid)s
+      AND (is_active OR %(include_inactive)s)
+)
+SELECT (SELECT company_guid FROM owner) AS owner_company_guid,
+       array_remove(ARRAY[
+           CASE WHEN detail.guid IS NULL THEN 'guid' END,
+           CASE WHEN detail.piece_id IS NULL THEN 'piece_id' END,
+           CASE WHEN detail.project_guid IS NULL THEN 'project_guid' END,
+           CASE WHEN detail.component_guid IS NULL THEN 'component_guid' END,
+           CASE WHEN detail.company_guid IS NULL THEN 'company_guid' END,
+           CASE WHEN detail.is_active IS NULL THEN 'is_active' END,
+           CASE WHEN detail.created_at IS NULL THEN 'created_at' END
+       ], NULL) AS missing_fields,
+       row_to_json(detail)::text AS body
+FROM (SELECT 1) AS one
+LEFT JOIN detail ON true;

@@ -1,0 +1,120 @@
+"""The database connection: one engine per process, one transaction per request.
+
+Every request runs inside `transaction(tenant, readonly=…)`, which opens a transaction, drops
+to the `pieces_app` role (which cannot bypass row-level security) and sets the tenant in the
+transaction-local setting `pieces.tenant` that the RLS policies read. Because both are
+`LOCAL`, a pooled connection never carries one request's tenant into the next, and the
+scheme works unchanged behind PgBouncer in transaction-pooling mode.
+
+The engine runs psycopg2 in autocommit mode and we issue BEGIN ourselves, so the setup
+(BEGIN, role, tenant, timeouts) costs one round trip instead of psycopg2's separate BEGIN.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
+import psycopg2.extras
+from flask import current_app
+from sqlalchemy import create_engine
+from sqlalchemy.engine import Connection, Engine
+
+from .config import Config
+
+APP_ROLE = "pieces_app"
+
+# uuid.UUID in and out of psycopg2 (parameters are adapted as 'x'::uuid literals).
+psycopg2.extras.register_uuid()
+
+_engine_lock = threading.Lock()
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or dropped the connection."""
+
+
+def build_engine(config: Config) -> Engine:
+    """An engine for `config`; never connects by itself."""
+    return create_engine(
+        config.database_url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=config.db_pool_size,
+        max_overflow=config.db_max_overflow,
+        pool_timeout=config.db_pool_timeout_seconds,
+        pool_pre_ping=False,
+        pool_reset_on_return=None,  # we always end our own transaction explicitly
+        connect_args={
+            "connect_timeout": config.db_connect_timeout_seconds,
+            "application_name": "pieces_service",
+            "options": "-c timezone=UTC",
+            # Detect a dead server quickly instead of hanging on a half-open socket.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+        },
+    )
+
+
+def get_engine() -> Engine:
+    """This process's engine, created on first use (never at import or in the factory,
+    so a gunicorn worker forks before it owns any socket)."""
+    app = current_app._get_current_object()
+    state = app.extensions["pieces_db"]
+    if state.get("pid") != os.getpid():
+        with _engine_lock:
+            if state.get("pid") != os.getpid():
+                state["engine"] = build_engine(app.config["PIECES"])
+                state["pid"] = os.getpid()
+    return state["engine"]
+
+
+def init_app(app) -> None:
+    """Register the engine slot and dispose of the pool when the app is torn down."""
+    app.extensions["pieces_db"] = {}
+
+
+_SETUP = (
+    "BEGIN ISOLATION LEVEL READ COMMITTED {mode};"
+    " SET LOCAL ROLE " + APP_ROLE + ";"
+    " SET LOCAL statement_timeout = {statement_timeout};"
+    " SET LOCAL idle_in_transaction_session_timeout = {idle_timeout};"
+    " SELECT set_config('pieces.tenant', %(tenant)s, true)"
+)
+
+
+def set_tenant(conn: Connection, tenant: uuid.UUID) -> None:
+    """Switch the RLS tenant inside the current transaction (SystemAdmin reaching a GUID)."""
+    conn.exec_driver_sql("SELECT set_config('pieces.tenant', %(tenant)s, true)",
+                         {"tenant": str(tenant)})
+
+
+@contextmanager
+def transaction(tenant: uuid.UUID, *, readonly: bool) -> Iterator[Connection]:
+    """One transaction as `pieces_app` scoped to `tenant`; commits on success, rolls back
+    on any exception."""
+    config: Config = current_app.config["PIECES"]
+    setup = _SETUP.format(
+        mode="READ ONLY" if readonly else "READ WRITE",
+        statement_timeout=int(config.statement_timeout_ms),
+        idle_timeout=int(config.idle_in_transaction_timeout_ms),
+    )
+    with get_engine().connect() as conn:
+        conn.exec_driver_sql(setup, {"tenant": str(tenant)})
+        try:
+            yield conn
+        except BaseException:
+            _rollback(conn)
+            raise
+        conn.exec_driver_sql("COMMIT")
+
+
+def _rollback(conn: Connection) -> None:
+    """Roll back; if even that fails, drop the connection rather than pool it mid-transaction."""
+    try:
+        conn.exec_driver_sql("ROLLBACK")
+    except Exception:
+        conn.invalidate()

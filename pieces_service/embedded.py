@@ -1,0 +1,36 @@
+"""The embedded PostgreSQL used when no DATABASE_URL is given (the `pgserver` wheel).
+
+Its data lives under the project folder (`.local/pgdata`), so a second `make run` or
+`make test` reuses it. The server stops when the last process holding it exits.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+LOCAL_DIR = PROJECT_DIR / ".local"
+PGDATA = LOCAL_DIR / "pgdata"
+
+
+def start(pgdata: Path = PGDATA, *, keep_running: bool = False):
+    """Start (or attach to) the embedded server; return the pgserver handle."""
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(LOCAL_DIR / "run"))
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True, mode=0o700)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        return pgserver.get_server(pgdata, cleanup_mode=None if keep_running else "stop")
+
+
+def database_url(server, database: str) -> str:
+    """A postgresql:// URL for `database` on the embedded server, created if missing."""
+    exists = server.psql(
+        f"SELECT 1 FROM pg_database WHERE datname = '{database}';"
+    )
+    if "1 row" not in exists:
+        server.psql(f'CREATE DATABASE "{database}";')
+    return server.get_uri(database)

@@ -1,0 +1,121 @@
+"""Project-wide flask-smorest choices in one place: strict query parsing (unknown parameters
+are errors), and one error shape, `{"detail": "...", "errors": {...}?}`, for every error."""
+from __future__ import annotations
+
+import logging
+from typing import NoReturn
+
+import flask_smorest
+import marshmallow as ma
+from sqlalchemy import exc as sa_exc
+from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import HTTPException
+
+from .db import DatabaseUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def abort(status: int, detail: str, **kwargs) -> NoReturn:
+    """Stop the request with `status` and a `{"detail": detail}` body."""
+    flask_smorest.abort(status, message=detail, **kwargs)
+
+
+class ErrorSchema(ma.Schema):
+    """Every error response."""
+
+    detail = ma.fields.String(required=True, metadata={"description": "What went wrong"})
+    errors = ma.fields.Dict(
+        metadata={"description": "Validation errors: each bad field with its messages"}
+    )
+
+
+class StrictParser(FlaskParser):
+    """Unknown query parameters are validation errors, not silently dropped."""
+
+    DEFAULT_UNKNOWN_BY_LOCATION = {
+        **FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+        "query": ma.RAISE,
+        "querystring": ma.RAISE,
+    }
+    DEFAULT_VALIDATION_STATUS = 422
+
+
+class Blueprint(flask_smorest.Blueprint):
+    ARGUMENTS_PARSER = StrictParser()
+
+
+class Schema(ma.Schema):
+    """Base schema: unknown fields raise."""
+
+    class Meta:
+        unknown = ma.RAISE
+
+
+_REASONS = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request body too large",
+    415: "Unsupported media type",
+    422: "Validation error",
+    500: "Internal server error",
+    503: "Service unavailable",
+}
+
+
+def _flatten_locations(messages: dict) -> dict:
+    """webargs nests errors by location ({"query": {"limit": [...]}}); callers want fields."""
+    flat: dict = {}
+    for location, fields in messages.items():
+        if isinstance(fields, dict):
+            flat.update(fields)
+        else:
+            flat[location] = fields
+    return flat
+
+
+class Api(flask_smorest.Api):
+    ERROR_SCHEMA = ErrorSchema
+
+    def _register_error_handlers(self):
+        super()._register_error_handlers()
+        app = self._app
+        app.register_error_handler(DatabaseUnavailable, _database_unavailable)
+        app.register_error_handler(sa_exc.OperationalError, _database_unavailable)
+        app.register_error_handler(sa_exc.InterfaceError, _database_unavailable)
+        app.register_error_handler(sa_exc.TimeoutError, _database_unavailable)
+        app.register_error_handler(Exception, _unexpected)
+
+    def handle_http_exception(self, error: HTTPException):
+        data = getattr(error, "data", None) or {}
+        detail = data.get("message") or _REASONS.get(error.code) or error.name
+        payload: dict = {"detail": detail}
+        errors = data.get("errors") or data.get("messages")
+        if errors:
+            payload["errors"] = _flatten_locations(errors) if "messages" in data else errors
+            if error.code == 422 and "message" not in data:
+                payload["detail"] = "Validation error: " + ", ".join(
+                    sorted(str(k) for k in payload["errors"])
+                )
+        headers = dict(data.get("headers") or {})
+        if error.code == 405 and hasattr(error, "valid_methods") and error.valid_methods:
+            headers.setdefault("Allow", ", ".join(error.valid_methods))
+        return payload, error.code, headers
+
+
+def _database_unavailable(error):
+    log.warning("database unavailable: %s", type(error).__name__)
+    return {"detail": "Database unavailable"}, 503, {"Retry-After": "1"}
+
+
+def _unexpected(error):
+    # HTTPExceptions never get here: Flask prefers the more specific handler above.
+    log.exception("unhandled error")
+    return {"detail": _REASONS[500]}, 500
+
+
+__all__ = ["Api", "Blueprint", "Schema", "ErrorSchema", "abort"]

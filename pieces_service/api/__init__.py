@@ -1,9 +1,9 @@
 """HTTP resources, one blueprint per resource."""
 from __future__ import annotations
 
-from . import pieces, sync
+from . import audit, hierarchy, pieces, sync
 
-RESOURCES = (pieces, sync)
+RESOURCES = (pieces, hierarchy, sync, audit)
 
 
 def register_blueprints(api) -> None:

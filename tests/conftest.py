@@ -31,13 +31,29 @@ def db_url():
         from pieces_service import embedded
 
         server = embedded.start()
-        name = "pieces_test_" + os.environ.get("PYTEST_XDIST_WORKER", "main")
-        server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
+        _drop_stale_test_databases(server)
+        # One database per run, so concurrent runs on one machine never disturb each other.
+        name = f"pieces_test_{os.getpid()}"
         raw = embedded.database_url(server, name)
     url = parse_url(raw, "TEST_DATABASE_URL")
     migrate(url, echo=lambda *_: None)
     yield url
-    del server
+    if server is not None:
+        server.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE);')
+
+
+def _drop_stale_test_databases(server):
+    """Drop test databases left behind by runs that no longer exist."""
+    listing = server.psql("SELECT datname FROM pg_database WHERE datname LIKE 'pieces_test_%';")
+    for word in listing.split():
+        if word.startswith("pieces_test_") and word[12:].isdigit():
+            pid = int(word[12:])
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                server.psql(f'DROP DATABASE IF EXISTS "{word}" WITH (FORCE);')
+            except PermissionError:
+                pass
 
 
 def make_config(db_url, **overrides) -> Config:
@@ -202,3 +218,42 @@ def fetch_one(conn, sql, params=()):
 
 def psycopg2_errors():
     return psycopg2.errors
+
+
+# Markers of a leaked internal error: none may ever appear in a response body.
+LEAK_MARKERS = ("Traceback", 'File "', "psycopg2", "sqlalchemy", "SELECT ", "INSERT ",
+                "UPDATE ", " FROM ")
+
+
+def assert_error(response, status, detail=None):
+    """`response` is a JSON error with `status` and a string `detail` (equal to `detail`
+    when given), and leaks no traceback or SQL. Returns the body."""
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+    assert response.mimetype == "application/json", response.mimetype
+    body = response.get_json()
+    assert isinstance(body, dict), body
+    assert isinstance(body.get("detail"), str) and body["detail"], body
+    if detail is not None:
+        assert body["detail"] == detail, body
+    text = response.get_data(as_text=True)
+    for marker in LEAK_MARKERS:
+        assert marker not in text, (marker, text)
+    return body
+
+
+@pytest.fixture
+def app_factory(db_url):
+    """`app_factory(**config_overrides)` -> an app of its own (its pool closed after the test);
+    `app_factory(config=Config(...))` takes a whole config."""
+    made = []
+
+    def factory(config=None, **overrides):
+        built = create_app(config or make_config(db_url, **overrides))
+        made.append(built)
+        return built
+
+    yield factory
+    for built in made:
+        engine = built.extensions["pieces_db"].get("engine")
+        if engine is not None:
+            engine.dispose()

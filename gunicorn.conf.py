@@ -1,10 +1,63 @@
-"""gunicorn settings for pieces_service (used by `make run`; see the README for deployment)."""
-import multiprocessing
-import os
+"""gunicorn settings for pieces_service: `gunicorn -c gunicorn.conf.py wsgi:app` (gunicorn
+reads ./gunicorn.conf.py by default). See docs/operations.md for deployment.
 
-bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", max(2, multiprocessing.cpu_count())))
+Every setting comes from pieces_service.config, validated here, before gunicorn starts: a bad
+variable stops the start with one line on stderr and no traceback.
+"""
+import glob
+import os
+import tempfile
+
+# Metrics must be shared by the workers, and prometheus_client picks its storage when it is
+# first imported, so the directory is set before anything imports it.
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pieces-metrics-")
+
+from pieces_service import config_from_env_or_exit  # noqa: E402
+from pieces_service.logs import logging_config  # noqa: E402
+
+_config = config_from_env_or_exit()
+
+proc_name = "pieces_service"
+wsgi_app = "wsgi:app"
+# Loopback by default; behind a gateway in a container, override with
+# GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000".
+bind = f"127.0.0.1:{_config.port}"
+workers = _config.web_concurrency
 worker_class = "sync"
+# A request's SQL is cut at PIECES_STATEMENT_TIMEOUT_MS; a worker silent for this long is stuck.
 timeout = 30
-graceful_timeout = 20
+# SIGTERM: stop accepting, finish in-flight requests for up to this long, then exit.
+graceful_timeout = 25
 keepalive = 5
+# Recycle workers now and then (bounded memory growth), not all at once.
+max_requests = 5000
+max_requests_jitter = 500
+# Room for an 8 KiB bearer token in the Authorization header.
+limit_request_field_size = 16384
+# gunicorn >= 25 opens a control socket at one fixed per-user path, which two instances on one
+# host (a test run beside `make run`) would fight over; we steer gunicorn with signals instead.
+control_socket_disable = True
+if os.path.isdir("/dev/shm"):
+    worker_tmp_dir = "/dev/shm"  # heartbeat file off a possibly slow or full disk
+
+# The application writes one JSON line per request; gunicorn's own lines are JSON too.
+accesslog = None
+errorlog = "-"
+loglevel = _config.log_level.lower()
+logconfig_dict = logging_config(_config.log_level)
+
+
+def on_starting(server):
+    """Start from empty metrics: files left by an earlier run would be summed in."""
+    directory = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(directory, exist_ok=True)
+    for path in glob.glob(os.path.join(directory, "*.db")):
+        os.remove(path)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (its counters stay in the totals)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)

@@ -1,11 +1,12 @@
 """pieces_service: tenant-isolated HTTP service for production pieces."""
 from __future__ import annotations
 
+import sys
 from typing import Mapping
 
 from flask import Flask, request
 
-from .config import Config
+from .config import Config, ConfigError
 
 API_PREFIX = "/api/v1"
 # Reachable without a token: the API description and its viewer.
@@ -32,11 +33,13 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
     )
     app.json.sort_keys = False
 
-    from . import db
+    from . import conditional, db, health, observability
     from .api import register_blueprints
     from .auth import authenticate
     from .extensions import Api
 
+    # First: every request, even one refused by authentication below, gets an id and a log line.
+    observability.init_app(app)
     db.init_app(app)
     api = Api(app, spec_kwargs={
         "components": {"securitySchemes": {
@@ -44,6 +47,10 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
         "security": [{"bearerAuth": []}],
     })
     register_blueprints(api)
+    app.register_blueprint(health.blp)
+    # After observability, so its after_request hook (which runs first) hands the final
+    # status (304) to the request log and metrics.
+    conditional.init_app(app, API_PREFIX)
 
     @app.before_request
     def _authenticate_api_calls():
@@ -52,3 +59,13 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
             authenticate()
 
     return app
+
+
+def config_from_env_or_exit(env: Mapping[str, str] | None = None) -> Config:
+    """`Config.from_env(env)`, or, when the configuration is bad, one line on stderr
+    (`pieces_service: configuration error: …`) and exit status 78 (EX_CONFIG), no traceback."""
+    try:
+        return Config.from_env(env)
+    except ConfigError as exc:
+        print(f"pieces_service: configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(78) from None

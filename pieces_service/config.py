@@ -25,7 +25,7 @@ def database_url(raw: str, variable: str = "DATABASE_URL") -> URL:
     """
     try:
         url = make_url(raw.strip())
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         raise ConfigError(f"{variable} is not a valid database URL") from None
     backend, _, driver = url.drivername.partition("+")
     if backend not in ("postgresql", "postgres"):
@@ -46,6 +46,20 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
     if not minimum <= value <= maximum:
         raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {value}")
     return value
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(env: Mapping[str, str]) -> str:
+    raw = env.get("PIECES_LOG_LEVEL", "").strip().upper() or "INFO"
+    if raw not in LOG_LEVELS:
+        raise ConfigError(f"PIECES_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return raw
+
+
+def _default_workers() -> int:
+    return max(2, os.cpu_count() or 1)
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,10 @@ class Config:
     max_body_bytes: int = 16 * 1024 * 1024
     sync_max_items: int = 1000
     debug: bool = False
+    log_level: str = "INFO"
+    # Read by gunicorn.conf.py only; here so that they are validated with the rest.
+    port: int = 8000
+    web_concurrency: int = field(default_factory=_default_workers)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -128,4 +146,7 @@ class Config:
             ),
             max_body_bytes=_int(env, "PIECES_MAX_BODY_BYTES", 16 * 1024 * 1024, 1024, 1 << 30),
             debug=env.get("PIECES_DEBUG", "").strip().lower() in ("1", "true", "yes"),
+            log_level=_log_level(env),
+            port=_int(env, "PORT", 8000, 1, 65535),
+            web_concurrency=_int(env, "WEB_CONCURRENCY", _default_workers(), 1, 256),
         )

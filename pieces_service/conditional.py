@@ -1,0 +1,45 @@
+"""Conditional GETs for the API: an `ETag` on every successful JSON read, `304` on a match.
+
+The tag is a hash of the response bytes as sent (PostgreSQL builds them), so nothing is
+serialised twice and the tag changes exactly when the body does. Responses are per caller
+(tenant, role), so they are marked `private`: a shared cache never stores them, the caller's
+own cache revalidates with `If-None-Match` each time.
+"""
+from __future__ import annotations
+
+import hashlib
+
+from flask import Flask, Response, request
+
+
+def etag_for(body: bytes) -> str:
+    """The strong entity tag (unquoted) of a response body."""
+    return hashlib.blake2b(body, digest_size=16).hexdigest()
+
+
+def make_conditional(response: Response) -> Response:
+    """Tag a 200 JSON answer to GET/HEAD; turn it into an empty 304 when the caller already
+    holds that version."""
+    if (request.method not in ("GET", "HEAD") or response.status_code != 200
+            or response.mimetype != "application/json" or response.is_streamed):
+        return response
+    tag = etag_for(response.get_data())
+    response.set_etag(tag)
+    response.headers.setdefault("Cache-Control", "private, no-cache")
+    # If-None-Match uses the weak comparison (RFC 9110 13.1.2); "*" matches any tag.
+    if request.if_none_match.contains_weak(tag):
+        response.status_code = 304
+        response.set_data(b"")
+        for header in ("Content-Type", "Content-Length"):
+            response.headers.pop(header, None)
+    return response
+
+
+def init_app(app: Flask, prefix: str) -> None:
+    """Make GETs under `prefix` conditional."""
+
+    @app.after_request
+    def _conditional_get(response: Response) -> Response:
+        if request.path.startswith(prefix + "/"):
+            return make_conditional(response)
+        return response

@@ -1,0 +1,60 @@
+"""Probes for the platform, outside the API and without authentication.
+
+`GET /livez`   the process serves requests; never touches the database, so a database outage
+               does not get every worker restarted.
+`GET /readyz`  the database answers and its schema is at this build's migration head; `503`
+               `{"detail": reason}` otherwise, so the gateway stops routing here.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+
+from flask import Blueprint
+from sqlalchemy import exc as sa_exc
+
+from . import db, migrate
+
+log = logging.getLogger(__name__)
+
+blp = Blueprint("health", __name__)
+
+# One statement, no tenant data: has this build's newest migration been applied? (Migrations
+# apply in order, so a database with newer ones from a later build also counts as ready.)
+_SCHEMA_CHECK = (
+    "SELECT (SELECT max(version) FROM schema_migrations),"
+    " EXISTS (SELECT FROM schema_migrations WHERE version = %(head)s)"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def _head() -> str:
+    return migrate.head_version()
+
+
+def _not_ready(reason: str):
+    return {"detail": reason}, 503, {"Retry-After": "5", "Cache-Control": "no-store"}
+
+
+@blp.get("/livez")
+def livez():
+    """The process is up."""
+    return {"status": "ok"}, 200, {"Cache-Control": "no-store"}
+
+
+@blp.get("/readyz")
+def readyz():
+    """The database is reachable and migrated to this build's head."""
+    head = _head()
+    try:
+        with db.get_engine().connect() as conn:
+            current, at_head = conn.exec_driver_sql(_SCHEMA_CHECK, {"head": head}).one()
+    except sa_exc.ProgrammingError:
+        return _not_ready("Database has no schema_migrations table; run the migrations.")
+    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as error:
+        log.warning("readiness check: database unavailable: %s", type(error).__name__)
+        return _not_ready("Database unavailable.")
+    if not at_head:
+        return _not_ready(f"Database schema is at {current or 'no migration'}, this build needs "
+                          f"{head}; run the migrations.")
+    return {"status": "ready", "schema_version": head}, 200, {"Cache-Control": "no-store"}

@@ -1,0 +1,190 @@
+"""Request ids, the per-request log line, and Prometheus metrics.
+
+Every request gets an id (the caller's `X-Request-ID` when it is well formed, else a new
+uuid4 hex), echoed on the response and stamped on every log line of the request. Every
+request ends with one JSON log line and one observation in the request metrics, labelled by
+the Flask endpoint (never the raw path, which would give a series per GUID).
+
+Metrics live in prometheus_client's default registry in one process, or, when
+`PROMETHEUS_MULTIPROC_DIR` is set (gunicorn with several workers, see gunicorn.conf.py), in
+per-process files in that directory that `/metrics` sums up. Other modules report domain
+counts with `record_sync_rows` and `record_cascade_rows`.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+import weakref
+
+from flask import Flask, Response, g, request
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge,
+                               Histogram, generate_latest, multiprocess)
+from prometheus_client import REGISTRY as _PROCESS_REGISTRY
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+from .logs import ACCESS_LOGGER
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+# Methods outside this set share one label value, so a client cannot mint new series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+UNMATCHED_ENDPOINT = "unmatched"
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+HTTP_REQUESTS = Counter(
+    "pieces_http_requests_total", "HTTP requests served, by Flask endpoint, method and status.",
+    ["endpoint", "method", "status"],
+)
+HTTP_REQUEST_DURATION = Histogram(
+    "pieces_http_request_duration_seconds",
+    "Time from the start of the request to the response, by Flask endpoint, method and status.",
+    ["endpoint", "method", "status"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+DB_CONNECTIONS_CHECKED_OUT = Gauge(
+    "pieces_db_connections_checked_out",
+    "Database connections currently checked out of the pools of live workers.",
+    multiprocess_mode="livesum",
+)
+DB_CONNECTIONS_MAX = Gauge(
+    "pieces_db_connections_max",
+    "Most connections the pools of live workers may open (pool size + overflow).",
+    multiprocess_mode="livesum",
+)
+SYNC_ROWS = Counter(
+    "pieces_sync_rows_total", "Rows written by sync, by entity and outcome (inserted/updated).",
+    ["entity", "outcome"],
+)
+CASCADE_ROWS = Counter(
+    "pieces_cascade_rows_total",
+    "Rows changed by soft delete and restore (the entity and its descendants), by entity and "
+    "action.",
+    ["entity", "action"],
+)
+
+
+def record_sync_rows(entity: str, inserted: int, updated: int) -> None:
+    """Count the rows one sync request wrote, e.g. `record_sync_rows("pieces", 3, 1)`.
+    Call it after the transaction committed."""
+    if inserted:
+        SYNC_ROWS.labels(entity, "inserted").inc(inserted)
+    if updated:
+        SYNC_ROWS.labels(entity, "updated").inc(updated)
+
+
+def record_cascade_rows(entity: str, action: str, rows: int) -> None:
+    """Count the rows one delete or restore changed, e.g.
+    `record_cascade_rows("project", "delete", 42)`. Call it after the transaction committed."""
+    if rows:
+        CASCADE_ROWS.labels(entity, action).inc(rows)
+
+
+def multiprocess_mode() -> bool:
+    """Whether metrics are kept in `PROMETHEUS_MULTIPROC_DIR` (decided when prometheus_client
+    is first imported, so the variable must be set before that: gunicorn.conf.py does)."""
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def metrics_view() -> Response:
+    """`GET /metrics`: every metric in the Prometheus text format, summed over all workers."""
+    if multiprocess_mode():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = _PROCESS_REGISTRY
+    return Response(generate_latest(registry), mimetype=None,
+                    headers={"Content-Type": CONTENT_TYPE_LATEST, "Cache-Control": "no-store"})
+
+
+# Pools already carrying our checkout/checkin listeners (one engine per worker process).
+_instrumented_pools: weakref.WeakSet = weakref.WeakSet()
+_instrument_lock = threading.Lock()
+_CHECKED_OUT = "pieces_metrics_checked_out"
+
+
+def _on_checkout(dbapi_connection, record, proxy) -> None:
+    record.info[_CHECKED_OUT] = True
+    DB_CONNECTIONS_CHECKED_OUT.inc()
+
+
+def _on_checkin(dbapi_connection, record) -> None:
+    # Only connections we saw checked out: a failed first connect is "checked in" too.
+    if record.info.pop(_CHECKED_OUT, False):
+        DB_CONNECTIONS_CHECKED_OUT.dec()
+
+
+def instrument_engine(engine: Engine) -> None:
+    """Count `engine`'s checked-out connections in the pool metrics (idempotent)."""
+    pool = engine.pool
+    if pool in _instrumented_pools:
+        return
+    with _instrument_lock:
+        if pool in _instrumented_pools:
+            return
+        event.listen(pool, "checkout", _on_checkout)
+        event.listen(pool, "checkin", _on_checkin)
+        DB_CONNECTIONS_MAX.inc(pool.size() + max(getattr(pool, "_max_overflow", 0), 0))
+        _instrumented_pools.add(pool)
+
+
+def request_id() -> str:
+    """This request's id: the caller's `X-Request-ID` if well formed, else a new one."""
+    rid = g.get("request_id")
+    if rid is None:
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        rid = given if _VALID_REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        g.request_id = rid
+    return rid
+
+
+def _start_request() -> None:
+    g.request_started = time.perf_counter()
+    request_id()
+
+
+def _finish_request(response: Response) -> Response:
+    """Echo the request id, observe the request, write its log line."""
+    rid = request_id()
+    response.headers[REQUEST_ID_HEADER] = rid
+    started = g.pop("request_started", None)
+    seconds = time.perf_counter() - started if started is not None else 0.0
+    rule = request.url_rule
+    endpoint = rule.endpoint if rule is not None else UNMATCHED_ENDPOINT
+    method = request.method if request.method in _METHODS else "OTHER"
+    status = str(response.status_code)
+    HTTP_REQUESTS.labels(endpoint, method, status).inc()
+    HTTP_REQUEST_DURATION.labels(endpoint, method, status).observe(seconds)
+    principal = g.get("principal")
+    access_log.info("request", extra={
+        "method": method,
+        "path": rule.rule if rule is not None else None,
+        "endpoint": endpoint,
+        "status": response.status_code,
+        "duration_ms": round(seconds * 1000, 3),
+        "tenant": str(principal.company_guid) if principal else None,
+        "subject": principal.subject if principal else None,
+        "role": principal.role.value if principal else None,
+    })
+    return response
+
+
+def _instrument_database() -> None:
+    from .db import get_engine
+
+    instrument_engine(get_engine())
+
+
+def init_app(app: Flask) -> None:
+    """Wire request ids, request metrics and the request log line into `app`, and serve
+    `/metrics`. Register it before any other before_request hook, so that a request stopped
+    early (401) still has an id; its after_request hook runs last of the app's."""
+    app.before_request(_start_request)
+    app.before_request(_instrument_database)
+    app.after_request(_finish_request)
+    app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])

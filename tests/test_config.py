@@ -1,0 +1,88 @@
+"""Configuration: every bad variable is a ConfigError naming it, and a bad configuration stops
+the start with one line on stderr (no traceback)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TEST_SECRET
+from pieces_service import create_app
+from pieces_service.config import Config, ConfigError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+GOOD = {"DATABASE_URL": "postgresql://pieces@db.internal:5432/pieces",
+        "PIECES_JWT_SECRET": TEST_SECRET}
+
+
+def test_good_environment():
+    config = Config.from_env({**GOOD, "PORT": "9000", "WEB_CONCURRENCY": "3",
+                              "PIECES_LOG_LEVEL": "debug"})
+    assert config.database_url.drivername == "postgresql+psycopg2"
+    assert (config.port, config.web_concurrency, config.log_level) == (9000, 3, "DEBUG")
+
+
+@pytest.mark.parametrize("changes, variable", [
+    ({"PIECES_JWT_SECRET": None}, "PIECES_JWT_SECRET"),
+    ({"PIECES_JWT_SECRET": "too-short"}, "PIECES_JWT_SECRET"),
+    ({"DATABASE_URL": None}, "DATABASE_URL"),
+    ({"DATABASE_URL": "not a url"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "postgresql://u@h:port/db"}, "DATABASE_URL"),
+    ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL"),
+    ({"PIECES_DB_POOL_SIZE": "four"}, "PIECES_DB_POOL_SIZE"),
+    ({"PIECES_DB_POOL_SIZE": "0"}, "PIECES_DB_POOL_SIZE"),
+    ({"PIECES_STATEMENT_TIMEOUT_MS": "1.5"}, "PIECES_STATEMENT_TIMEOUT_MS"),
+    ({"PORT": "http"}, "PORT"),
+    ({"PORT": "70000"}, "PORT"),
+    ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
+    ({"PIECES_LOG_LEVEL": "chatty"}, "PIECES_LOG_LEVEL"),
+])
+def test_bad_variable_is_named(changes, variable):
+    env = {**GOOD, **changes}
+    env = {key: val for key, val in env.items() if val is not None}
+    with pytest.raises(ConfigError, match=variable):
+        Config.from_env(env)
+
+
+def test_missing_key_message_says_what_to_set():
+    with pytest.raises(ConfigError) as error:
+        Config.from_env({"DATABASE_URL": GOOD["DATABASE_URL"]})
+    assert "PIECES_JWT_SECRET" in str(error.value)
+    assert "PIECES_JWT_PUBLIC_KEY" in str(error.value)
+
+
+def test_create_app_reads_and_validates_the_environment():
+    with pytest.raises(ConfigError, match="PIECES_DB_MAX_OVERFLOW"):
+        create_app(env={**GOOD, "PIECES_DB_MAX_OVERFLOW": "-1"})
+    assert create_app(env=GOOD).config["PIECES"].database_url.host == "db.internal"
+
+
+def clean_env(**variables):
+    env = {key: val for key, val in os.environ.items()
+           if not key.startswith(("PIECES_", "PROMETHEUS_", "GUNICORN_"))
+           and key not in ("DATABASE_URL", "PORT", "WEB_CONCURRENCY")}
+    env.update(variables)
+    return env
+
+
+@pytest.mark.parametrize("command", [
+    [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+    [sys.executable, "-c", "import wsgi"],
+], ids=["gunicorn", "wsgi"])
+@pytest.mark.parametrize("variables, message", [
+    ({"DATABASE_URL": GOOD["DATABASE_URL"]}, "no token verification key"),
+    ({**GOOD, "DATABASE_URL": "postgresql://user@host:notaport/db"}, "DATABASE_URL"),
+    ({**GOOD, "PIECES_DB_POOL_SIZE": "lots"}, "PIECES_DB_POOL_SIZE must be an integer"),
+], ids=["no-key", "bad-url", "bad-int"])
+def test_start_fails_with_one_line(tmp_path, command, variables, message):
+    env = clean_env(**variables, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    result = subprocess.run(command, cwd=PROJECT_DIR, env=env, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0
+    line, = result.stderr.splitlines()
+    assert line.startswith("pieces_service: configuration error: ")
+    assert message in line
+    assert "Traceback" not in result.stdout + result.stderr

@@ -1,0 +1,84 @@
+"""GET /livez and GET /readyz: unauthenticated probes; readyz checks the database and that
+its schema is at this build's migration head."""
+from __future__ import annotations
+
+import shutil
+import socket
+import uuid
+
+import pytest
+from psycopg2 import errors as pg_errors
+
+from conftest import make_config
+from pieces_service import create_app
+from pieces_service.config import database_url
+from pieces_service.migrate import head_version, migrate, migration_files
+
+
+def test_livez_needs_no_token_and_no_database(db_url):
+    with socket.socket() as sock:  # a port where no database listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        app = create_app(make_config(db_url.set(host="127.0.0.1", port=port)))
+        response = app.test_client().get("/livez")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_readyz_with_migrated_database(client):
+    response = client.get("/readyz")
+    assert response.status_code == 200, response.json
+    assert response.json == {"status": "ready", "schema_version": head_version()}
+
+
+def test_readyz_when_database_unreachable(db_url):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        app = create_app(make_config(db_url.set(host="127.0.0.1", port=port)))
+        response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {"detail": "Database unavailable."}
+    assert response.headers["Retry-After"]
+
+
+@pytest.fixture
+def scratch_database(db_url, admin_conn):
+    """A new, empty database on the test server (skipped without CREATEDB)."""
+    name = f"pieces_scratch_{uuid.uuid4().hex[:12]}"
+    with admin_conn.cursor() as cur:
+        try:
+            cur.execute(f'CREATE DATABASE "{name}"')
+        except pg_errors.InsufficientPrivilege:
+            pytest.skip("the test database role may not create databases")
+    yield db_url.set(database=name)
+    with admin_conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_readyz_when_migrations_never_ran(scratch_database):
+    response = create_app(make_config(scratch_database)).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {
+        "detail": "Database has no schema_migrations table; run the migrations."}
+
+
+def test_readyz_when_schema_is_behind_head(scratch_database, tmp_path):
+    *older, newest = migration_files()
+    for path in older:
+        shutil.copy(path, tmp_path / path.name)
+    migrate(database_url(scratch_database.render_as_string(hide_password=False)), tmp_path,
+            echo=lambda *_: None)
+    response = create_app(make_config(scratch_database)).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {
+        "detail": f"Database schema is at {older[-1].stem}, this build needs {newest.stem}; "
+                  "run the migrations."}
+
+
+@pytest.mark.parametrize("path", ["/livez", "/readyz"])
+def test_probes_answer_other_methods_with_json_405(client, path):
+    response = client.post(path)
+    assert response.status_code == 405
+    assert "detail" in response.json
+    assert response.headers["X-Request-ID"]

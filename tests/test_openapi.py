@@ -1,0 +1,60 @@
+"""The OpenAPI 3 document at /api/v1/openapi.json: valid, complete, public."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from openapi_spec_validator import validate
+
+API_DOC_ENDPOINTS = {"api-docs.openapi_json", "api-docs.openapi_swagger_ui"}
+IGNORED_METHODS = {"HEAD", "OPTIONS"}
+
+
+@pytest.fixture(scope="module")
+def spec(app):
+    response = app.test_client().get("/api/v1/openapi.json")
+    assert response.status_code == 200
+    return response.json
+
+
+def openapi_path(rule: str) -> str:
+    """`/api/v1/pieces/<uuid:piece_guid>` -> `/api/v1/pieces/{piece_guid}`."""
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def test_document_is_valid_openapi_3(spec):
+    assert spec["openapi"].startswith("3.")
+    validate(spec)
+
+
+def test_every_api_route_is_documented(app, spec):
+    routes = [rule for rule in app.url_map.iter_rules()
+              if rule.rule.startswith("/api/v1/") and rule.endpoint not in API_DOC_ENDPOINTS]
+    assert routes
+    for rule in routes:
+        path = openapi_path(rule.rule)
+        assert path in spec["paths"], f"{rule.rule} ({rule.endpoint}) is not in the document"
+        for method in rule.methods - IGNORED_METHODS:
+            assert method.lower() in spec["paths"][path], f"{method} {path} is not documented"
+
+
+@pytest.mark.parametrize("name", ["PieceResponse", "PieceDetail", "SyncResult", "Error"])
+def test_schemas_are_present(spec, name):
+    assert name in spec["components"]["schemas"]
+
+
+def test_error_schema_is_the_detail_shape(spec):
+    error = spec["components"]["schemas"]["Error"]
+    assert "detail" in error["properties"]
+    assert "detail" in error.get("required", [])
+
+
+def test_bearer_security_scheme_applies_to_the_api(spec):
+    assert spec["components"]["securitySchemes"]["bearerAuth"] == {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+    assert {"bearerAuth": []} in spec["security"]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/openapi.json", "/api/v1/docs"])
+def test_document_and_viewer_need_no_token(client, path):
+    assert client.get(path).status_code == 200

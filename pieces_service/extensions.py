@@ -8,7 +8,7 @@ from typing import NoReturn
 import flask_smorest
 import marshmallow as ma
 from sqlalchemy import exc as sa_exc
-from webargs.flaskparser import FlaskParser
+from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
 
 from .db import DatabaseUnavailable
@@ -39,6 +39,20 @@ class StrictParser(FlaskParser):
         "querystring": ma.RAISE,
     }
     DEFAULT_VALIDATION_STATUS = 422
+
+    def load_json(self, req, schema):
+        """A body sent as another media type is a 415; one that does not parse is a 422
+        (SPEC §3: a bad body is a validation error), never a 500."""
+        if not is_json_request(req) and req.get_data(cache=True):
+            abort(415, "The request body must be JSON (Content-Type: application/json).")
+        try:
+            return super().load_json(req, schema)
+        except RecursionError:
+            abort(422, "Invalid JSON body: nested too deeply.",
+                  errors={"json": ["Nested too deeply."]})
+
+    def _handle_invalid_json_error(self, error, req, *args, **kwargs) -> NoReturn:
+        abort(422, "Invalid JSON body.", errors={"json": ["Invalid JSON body."]})
 
 
 class Blueprint(flask_smorest.Blueprint):

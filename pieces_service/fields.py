@@ -1,6 +1,8 @@
 """Marshmallow fields shared by the query and body schemas."""
 from __future__ import annotations
 
+import re
+
 import marshmallow as ma
 
 MAX_TEXT_LENGTH = 1000
@@ -8,15 +10,21 @@ MAX_CODE_LENGTH = 255
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
 
-def _no_nul(value: str) -> None:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable_text(value: str) -> None:
+    """PostgreSQL text holds neither NUL nor lone UTF-16 surrogates (JSON allows both)."""
     if "\x00" in value:
         raise ma.ValidationError("Must not contain NUL characters.")
+    if _SURROGATE.search(value):
+        raise ma.ValidationError("Must be valid Unicode text (no lone surrogates).")
 
 
 def Text(max_length: int = MAX_TEXT_LENGTH, **kwargs) -> ma.fields.String:
-    """A string PostgreSQL can store: bounded length, no NUL bytes."""
+    """A string PostgreSQL can store: bounded length, no NUL bytes or lone surrogates."""
     return ma.fields.String(
-        validate=[ma.validate.Length(max=max_length), _no_nul], **kwargs
+        validate=[ma.validate.Length(max=max_length), _storable_text], **kwargs
     )
 
 
@@ -24,7 +32,7 @@ def Code(**kwargs) -> ma.fields.String:
     """A required identifying code (piece_id, project code…): 1–255 characters."""
     return ma.fields.String(
         required=True,
-        validate=[ma.validate.Length(min=1, max=MAX_CODE_LENGTH), _no_nul],
+        validate=[ma.validate.Length(min=1, max=MAX_CODE_LENGTH), _storable_text],
         **kwargs,
     )
 

@@ -27,6 +27,9 @@ TEXT_ATTRIBUTES = (
 )
 
 
+MAX_OFFSET = 2**63 - 1
+
+
 class PieceListArgs(Schema):
     """Query arguments of GET /api/v1/pieces."""
 
@@ -44,7 +47,8 @@ class PieceListArgs(Schema):
         metadata={"description": "Page size, 1–1000."},
     )
     offset = ma.fields.Integer(
-        load_default=0, validate=ma.validate.Range(min=0),
+        # PostgreSQL's OFFSET is a bigint; anything larger is a 422, not a database error.
+        load_default=0, validate=ma.validate.Range(min=0, max=MAX_OFFSET),
         metadata={"description": "Rows to skip (prefer `cursor` for deep pages)."},
     )
     cursor = ma.fields.String(

@@ -1,0 +1,262 @@
+"""SPEC §2: bearer tokens, required claims, algorithms, audience/issuer, roles."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from conftest import TEST_SECRET, assert_error, make_token
+from pieces_service.config import Config, JWTSettings
+
+LIST = "/api/v1/pieces"
+ROLES = ("SystemAdmin", "CompanyAdmin", "ProjectManager", "Operator", "Integration")
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def raw_token(header: dict, claims: dict, secret: bytes | None, digest=hashlib.sha256) -> str:
+    """A JWT assembled by hand (PyJWT refuses to build some of the hostile ones)."""
+    signing_input = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
+    signature = hmac.new(secret, signing_input.encode(), digest).digest() if secret else b""
+    return signing_input + "." + _b64(signature)
+
+
+def claims_for(company, role="Operator", **overrides):
+    claims = {"sub": "user-1", "company_guid": str(company), "role": role,
+              "exp": int(time.time()) + 300}
+    claims.update(overrides)
+    return claims
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": "Bearer " + token}
+
+
+def assert_401(response):
+    body = assert_error(response, 401)
+    assert response.headers.get("WWW-Authenticate", "").startswith("Bearer"), response.headers
+    return body
+
+
+@pytest.fixture(scope="module")
+def rsa_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def pem_public(private_key) -> str:
+    return private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def pem_private(private_key) -> bytes:
+    return private_key.private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption())
+
+
+# --- 401: missing or malformed credentials ------------------------------------------------
+
+def test_missing_header_is_401_with_bearer_challenge(client):
+    response = client.get(LIST)
+    assert_401(response)
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize("header", [
+    "Basic dXNlcjpwYXNz",
+    "Token abc.def.ghi",
+    "Bearer",
+    "Bearer ",
+    "bearer-token",
+    "Bearer not-a-jwt",
+    "Bearer a.b.c",
+    "Bearer " + "x" * 9000,
+])
+def test_wrong_scheme_or_malformed_token_is_401(client, header):
+    assert_401(client.get(LIST, headers={"Authorization": header}))
+
+
+def test_every_api_path_requires_auth(client, tenant):
+    for path in (LIST, f"{LIST}/{uuid.uuid4()}"):
+        assert_401(client.get(path))
+    for kind in ("projects", "components", "assemblies", "pieces"):
+        assert_401(client.post(f"/api/v1/sync/{kind}", json={kind: []}))
+
+
+def test_bad_signature_is_401(client, tenant):
+    token = make_token(tenant, "Operator")
+    header, payload, signature = token.split(".")
+    flipped = ("A" if signature[0] != "A" else "B") + signature[1:]
+    assert_401(client.get(LIST, headers=bearer(f"{header}.{payload}.{flipped}")))
+
+
+def test_tampered_payload_is_401(client, tenant):
+    token = make_token(tenant, "Operator")
+    header, _, signature = token.split(".")
+    forged = _b64(json.dumps(claims_for(tenant, "SystemAdmin")).encode())
+    assert_401(client.get(LIST, headers=bearer(f"{header}.{forged}.{signature}")))
+
+
+def test_expired_token_is_401(client, tenant):
+    body = assert_401(client.get(LIST, headers=bearer(make_token(tenant, "Operator",
+                                                                 exp_in=-10))))
+    assert "expired" in body["detail"].lower()
+
+
+def test_alg_none_is_401(client, tenant):
+    token = raw_token({"alg": "none", "typ": "JWT"}, claims_for(tenant, "SystemAdmin"), None)
+    assert_401(client.get(LIST, headers=bearer(token)))
+
+
+def test_hs256_with_another_secret_is_401(client, tenant):
+    token = make_token(tenant, "Operator", secret="another-secret-" + "y" * 40)
+    assert_401(client.get(LIST, headers=bearer(token)))
+
+
+def test_rs256_token_when_hs256_configured_is_401(client, tenant, rsa_key):
+    token = jwt.encode(claims_for(tenant), pem_private(rsa_key), algorithm="RS256")
+    assert_401(client.get(LIST, headers=bearer(token)))
+
+
+def test_hs512_with_the_right_secret_is_401(client, tenant):
+    """The algorithm is pinned by the configuration, not chosen by the token."""
+    token = raw_token({"alg": "HS512", "typ": "JWT"}, claims_for(tenant), TEST_SECRET.encode(),
+                      hashlib.sha512)
+    assert_401(client.get(LIST, headers=bearer(token)))
+
+
+@pytest.mark.parametrize("claim", ["sub", "exp", "company_guid", "role"])
+def test_missing_required_claim_is_401(client, tenant, claim):
+    claims = claims_for(tenant)
+    del claims[claim]
+    body = assert_401(client.get(LIST, headers=bearer(jwt.encode(claims, TEST_SECRET,
+                                                                 algorithm="HS256"))))
+    assert claim in body["detail"]
+
+
+@pytest.mark.parametrize("company", ["not-a-uuid", "", 42, None, ["x"], "12345678-1234"])
+def test_non_uuid_company_guid_is_401(client, company):
+    claims = claims_for(uuid.uuid4())
+    claims["company_guid"] = company
+    token = jwt.encode(claims, TEST_SECRET, algorithm="HS256")
+    assert_401(client.get(LIST, headers=bearer(token)))
+
+
+@pytest.mark.parametrize("sub", ["", 42, None])
+def test_bad_sub_is_401(client, tenant, sub):
+    token = raw_token({"alg": "HS256", "typ": "JWT"}, claims_for(tenant, sub=sub),
+                      TEST_SECRET.encode())
+    assert_401(client.get(LIST, headers=bearer(token)))
+
+
+def test_valid_token_reaches_the_endpoint(client, tenant):
+    response = client.get(LIST, headers=bearer(make_token(tenant, "Operator")))
+    assert response.status_code == 200, response.json
+    assert response.json == []
+
+
+# --- roles --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("role", ["Superuser", "systemadmin", "", "Admin", 7, ["Operator"]])
+def test_unknown_role_is_403(client, tenant, role):
+    token = jwt.encode(claims_for(tenant, role), TEST_SECRET, algorithm="HS256")
+    assert_error(client.get(LIST, headers=bearer(token)), 403)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_role_can_read(as_tenant, seed, tenant, role):
+    tree = seed.tree(tenant, pieces_per_assembly=1)
+    caller = as_tenant(tenant, role)
+    listed = caller.get(LIST)
+    assert listed.status_code == 200, listed.json
+    assert [p["guid"] for p in listed.json] == [str(tree.pieces[0])]
+    detail = caller.get(f"{LIST}/{tree.pieces[0]}")
+    assert detail.status_code == 200, detail.json
+    assert detail.json["guid"] == str(tree.pieces[0])
+
+
+# --- audience and issuer ------------------------------------------------------------------
+
+@pytest.fixture
+def aud_iss_client(app_factory):
+    settings = JWTSettings(TEST_SECRET, ("HS256",), audience="pieces-api",
+                           issuer="https://auth.example")
+    return app_factory(jwt=settings).test_client()
+
+
+@pytest.mark.parametrize("extra, ok", [
+    ({"aud": "pieces-api", "iss": "https://auth.example"}, True),
+    ({"aud": ["other", "pieces-api"], "iss": "https://auth.example"}, True),
+    ({"aud": "other-api", "iss": "https://auth.example"}, False),
+    ({"iss": "https://auth.example"}, False),
+    ({"aud": "pieces-api", "iss": "https://evil.example"}, False),
+    ({"aud": "pieces-api"}, False),
+    ({}, False),
+])
+def test_audience_and_issuer_checked_when_configured(aud_iss_client, tenant, extra, ok):
+    response = aud_iss_client.get(LIST, headers=bearer(make_token(tenant, "Operator", **extra)))
+    if ok:
+        assert response.status_code == 200, response.json
+    else:
+        assert_401(response)
+
+
+# --- public-key (RS256 / ES256) configuration ---------------------------------------------
+
+@pytest.fixture
+def rs256_client(app_factory, db_url, rsa_key):
+    config = Config.from_env({
+        "DATABASE_URL": db_url.render_as_string(hide_password=False),
+        "PIECES_JWT_PUBLIC_KEY": pem_public(rsa_key),
+    })
+    assert config.jwt.algorithms == ("RS256",)
+    return app_factory(config=config).test_client()
+
+
+def test_rs256_configuration_accepts_rs256_tokens(rs256_client, seed, tenant, rsa_key):
+    tree = seed.tree(tenant, pieces_per_assembly=1)
+    token = jwt.encode(claims_for(tenant), pem_private(rsa_key), algorithm="RS256")
+    response = rs256_client.get(LIST, headers=bearer(token))
+    assert response.status_code == 200, response.json
+    assert [p["guid"] for p in response.json] == [str(tree.pieces[0])]
+
+
+def test_rs256_configuration_rejects_other_private_key(rs256_client, tenant):
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    token = jwt.encode(claims_for(tenant), pem_private(stranger), algorithm="RS256")
+    assert_401(rs256_client.get(LIST, headers=bearer(token)))
+
+
+def test_rs256_configuration_rejects_hs256_signed_with_public_pem(rs256_client, tenant, rsa_key):
+    """Key confusion: the public key's PEM used as an HMAC secret must not verify."""
+    token = raw_token({"alg": "HS256", "typ": "JWT"}, claims_for(tenant, "SystemAdmin"),
+                      pem_public(rsa_key).encode())
+    assert_401(rs256_client.get(LIST, headers=bearer(token)))
+
+
+def test_rs256_configuration_rejects_alg_none(rs256_client, tenant):
+    token = raw_token({"alg": "none", "typ": "JWT"}, claims_for(tenant, "SystemAdmin"), None)
+    assert_401(rs256_client.get(LIST, headers=bearer(token)))
+
+
+def test_es256_configuration_accepts_es256_tokens(app_factory, db_url, tenant):
+    key = ec.generate_private_key(ec.SECP256R1())
+    config = Config.from_env({
+        "DATABASE_URL": db_url.render_as_string(hide_password=False),
+        "PIECES_JWT_PUBLIC_KEY": pem_public(key),
+    })
+    client = app_factory(config=config).test_client()
+    token = jwt.encode(claims_for(tenant), pem_private(key), algorithm="ES256")
+    response = client.get(LIST, headers=bearer(token))
+    assert response.status_code == 200, response.json
+    assert_401(client.get(LIST, headers=bearer(make_token(tenant, "Operator"))))

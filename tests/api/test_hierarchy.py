@@ -246,3 +246,19 @@ def test_not_a_uuid_path_is_404_json(as_tenant, tenant):
     r = as_tenant(tenant, "CompanyAdmin").delete("/api/v1/projects/not-a-uuid")
     assert r.status_code == 404
     assert "detail" in r.json
+
+
+def test_cascade_rows_are_counted_in_metrics(as_tenant, client, seed, tenant):
+    def counted():
+        text = client.get("/metrics").get_data(as_text=True)
+        for line in text.splitlines():
+            if line.startswith("pieces_cascade_rows_total{") and 'entity="assembly"' in line \
+                    and 'action="delete"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    tree = seed.tree(tenant, pieces_per_assembly=4)
+    before = counted()
+    assert as_tenant(tenant, "CompanyAdmin").delete(
+        f"/api/v1/assemblies/{tree.assembly}").status_code == 204
+    assert counted() == before + 5

@@ -10,7 +10,7 @@ import uuid
 from flask import Response
 from flask.views import MethodView
 
-from ... import db
+from ... import db, observability
 from ...auth import DELETE_RESTORE_ROLES, Principal, require_roles
 from ...dao import audit, hierarchy, ownership
 from ...extensions import Blueprint, ErrorSchema, abort
@@ -49,6 +49,7 @@ def soft_delete_entity(principal: Principal, entity: str, guid: uuid.UUID) -> in
             abort(404, f"{ENTITIES[entity][1]} not found or forbidden")
         audit.record(conn, tenant=tenant, entity_type=entity, entity_guid=guid,
                      action="delete", actor=principal.subject, rows_affected=affected)
+    observability.record_cascade_rows(entity, "delete", affected)
     return affected
 
 
@@ -75,6 +76,7 @@ def restore_entity(principal: Principal, entity: str, guid: uuid.UUID) -> int:
                                      deleted_at=row.deleted_at)
         audit.record(conn, tenant=tenant, entity_type=entity, entity_guid=guid,
                      action="restore", actor=principal.subject, rows_affected=affected)
+    observability.record_cascade_rows(entity, "restore", affected)
     return affected
 
 

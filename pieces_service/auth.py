@@ -88,7 +88,7 @@ def decode_token(token: str, settings: JWTSettings) -> Principal:
         raise InvalidToken("Invalid token") from None
     subject = claims["sub"]
     if not isinstance(subject, str) or not subject or len(subject) > 255:
-        raise InvalidToken("Token 'sub' claim must be a non-empty string")
+        raise InvalidToken("Token 'sub' claim must be a string of 1 to 255 characters")
     company = claims["company_guid"]
     try:
         company_guid = uuid.UUID(company) if isinstance(company, str) else None

@@ -152,11 +152,29 @@ def test_non_uuid_company_guid_is_401(client, company):
     assert_401(client.get(LIST, headers=bearer(token)))
 
 
-@pytest.mark.parametrize("sub", ["", 42, None])
+@pytest.mark.parametrize("sub", ["", 42, None, "x" * 256])
 def test_bad_sub_is_401(client, tenant, sub):
     token = raw_token({"alg": "HS256", "typ": "JWT"}, claims_for(tenant, sub=sub),
                       TEST_SECRET.encode())
     assert_401(client.get(LIST, headers=bearer(token)))
+
+
+@pytest.mark.parametrize("extra", [
+    {"nbf": int(time.time()) + 300},
+    {"iat": int(time.time()) + 300},
+    {"exp": "tomorrow"},
+    {"iat": "yesterday"},
+])
+def test_not_yet_valid_or_badly_typed_time_claims_are_401(client, tenant, extra):
+    token = raw_token({"alg": "HS256", "typ": "JWT"}, claims_for(tenant, **extra),
+                      TEST_SECRET.encode())
+    assert_401(client.get(LIST, headers=bearer(token)))
+
+
+def test_token_for_an_audience_is_refused_when_none_is_configured(client, tenant):
+    """A token minted for some audience is meant for that service, not for one that was
+    told to expect no audience (PyJWT's rule, kept on purpose)."""
+    assert_401(client.get(LIST, headers=bearer(make_token(tenant, "Operator", aud="billing"))))
 
 
 def test_valid_token_reaches_the_endpoint(client, tenant):

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timezone
 
 import pytest
 
-from conftest import assert_error, fetch_one
+from conftest import Tree, assert_error, fetch_one
 
 SYNC = "/api/v1/sync/"
 KINDS = ("projects", "components", "assemblies", "pieces")
@@ -353,6 +354,42 @@ def test_sync_does_not_revive_a_deleted_project(as_tenant, seed, admin_conn, ten
                                          "name": "n"}])) == {"inserted": 0, "updated": 1}
     row = rows(admin_conn, "projects", tenant)[str(project)]
     assert row["name"] == "n" and row["is_active"] is False and row["deleted_at"] is not None
+
+
+DELETED_AT = datetime(2024, 6, 1, tzinfo=timezone.utc)
+
+
+@pytest.mark.parametrize("kind, deleted", [
+    ("components", "project"),
+    ("assemblies", "component"),
+    ("pieces", "component"),
+    ("pieces", "assembly"),
+])
+def test_new_child_of_a_soft_deleted_parent_is_born_deleted(as_tenant, seed, admin_conn, tenant,
+                                                            kind, deleted):
+    """It takes its nearest parent's deleted_at, so restoring that parent's cascade brings
+    it back too."""
+    project = seed.project(tenant, active=deleted != "project", deleted_at=DELETED_AT)
+    component = seed.component(tenant, project, active=deleted == "assembly",
+                               deleted_at=DELETED_AT)
+    assembly = seed.assembly(tenant, project, component, active=False, deleted_at=DELETED_AT)
+    tree = Tree(tenant, project, component, assembly, [])
+    new = item(kind, tree, "NEW")
+    if kind == "pieces" and deleted == "component":
+        new["assembly_guid"] = None
+    before = rows(admin_conn, kind, tenant)
+    assert ok(post(as_tenant(tenant, "Integration"), kind, [new])) == \
+        {"inserted": 1, "updated": 0}
+    row, = (r for g, r in rows(admin_conn, kind, tenant).items() if g not in before)
+    assert row["is_active"] is False
+    assert row["deleted_at"] == DELETED_AT
+
+
+def test_new_child_of_an_active_parent_is_active(as_tenant, seed, admin_conn, tenant):
+    tree = seed.tree(tenant, 0)
+    ok(post(as_tenant(tenant, "Integration"), "pieces", [item("pieces", tree, "NEW")]))
+    row, = rows(admin_conn, "pieces", tenant).values()
+    assert row["is_active"] is True and row["deleted_at"] is None
 
 
 # --- roles and bodies ---------------------------------------------------------------------

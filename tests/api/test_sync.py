@@ -163,8 +163,10 @@ def test_company_guid_of_another_tenant_is_403(as_tenant, seed, admin_conn, tena
     mine = seed.tree(tenant, 0)
     before = rows(admin_conn, "pieces", other_tenant)
     batch = [item("pieces", mine, "MINE"), item("pieces", theirs, "THEIRS")]
-    body = assert_error(post(as_tenant(tenant, role), "pieces", batch), 403)
-    assert "company_guid" in str(body.get("errors"))
+    body = assert_error(post(as_tenant(tenant, role), "pieces", batch), 403,
+                        "User does not have access to the specified company.")
+    assert list(body["errors"]["pieces"]) == ["1"]
+    assert "company_guid" in body["errors"]["pieces"]["1"]
     assert rows(admin_conn, "pieces", other_tenant) == before
     assert rows(admin_conn, "pieces", tenant) == {}
 

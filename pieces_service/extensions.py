@@ -122,7 +122,7 @@ class Api(flask_smorest.Api):
 
 
 def _database_unavailable(error):
-    log.warning("database unavailable: %s", type(error).__name__)
+    log.warning("database unavailable: %s: %s", type(error).__name__, getattr(error, "orig", error))
     return {"detail": "Database unavailable"}, 503, {"Retry-After": "1"}
 
 

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import fetch_one
+from conftest import fetch_one
 
 WRITERS = ["SystemAdmin", "CompanyAdmin", "ProjectManager"]
 NOT_WRITERS = ["Operator", "Integration"]

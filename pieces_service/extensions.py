@@ -6,6 +6,7 @@ import logging
 from typing import NoReturn
 
 import flask_smorest
+import psycopg2.errors
 import marshmallow as ma
 from sqlalchemy import exc as sa_exc
 from webargs.flaskparser import FlaskParser, is_json_request
@@ -122,7 +123,14 @@ class Api(flask_smorest.Api):
 
 
 def _database_unavailable(error):
-    log.warning("database unavailable: %s: %s", type(error).__name__, getattr(error, "orig", error))
+    if isinstance(getattr(error, "orig", None), psycopg2.errors.TransactionRollbackError):
+        # A deadlock or serialization failure between concurrent writers: nothing was
+        # written, and the same request will succeed when retried.
+        log.warning("concurrent change: %s", type(error.orig).__name__)
+        return {"detail": "A concurrent change touched the same rows; nothing was written. "
+                          "Retry the request."}, 409
+    log.warning("database unavailable: %s: %s", type(error).__name__,
+                getattr(error, "orig", error))
     return {"detail": "Database unavailable"}, 503, {"Retry-After": "1"}
 
 

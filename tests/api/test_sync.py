@@ -534,3 +534,20 @@ def test_body_of_the_wrong_shape_is_422(as_tenant, tenant, body):
     caller = as_tenant(tenant, "Integration")
     response = caller.post(SYNC + "projects", json=body)
     assert_error(response, 422)
+
+
+def test_sync_rows_are_counted_in_metrics(as_tenant, client, tenant):
+    def counted(outcome):
+        for line in client.get("/metrics").get_data(as_text=True).splitlines():
+            if line.startswith("pieces_sync_rows_total{") and 'entity="projects"' in line \
+                    and f'outcome="{outcome}"' in line:
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    before = counted("inserted"), counted("updated")
+    caller = as_tenant(tenant, "Integration")
+    body = {"projects": [{"company_guid": str(tenant), "code": f"M-{i}"} for i in range(3)]}
+    assert caller.post("/api/v1/sync/projects", json=body).status_code == 200
+    body["projects"][0]["name"] = "renamed"
+    assert caller.post("/api/v1/sync/projects", json=body).status_code == 200
+    assert (counted("inserted"), counted("updated")) == (before[0] + 3, before[1] + 1)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from flask.views import MethodView
 from sqlalchemy.exc import IntegrityError
 
-from ... import access, db
+from ... import access, db, observability
 from ...auth import SYNC_ROLES, Principal, require_roles
 from ...dao import ownership
 from ...dao import sync as sync_dao
@@ -148,6 +148,7 @@ def run_sync(principal: Principal, kind: Kind, items: list[dict]) -> dict:
         abort(409, "The batch conflicts with existing rows"
                    + (f" (constraint {constraint})" if constraint else "")
                    + "; nothing was written.")
+    observability.record_sync_rows(kind.key, inserted, updated)
     return {"inserted": inserted, "updated": updated}
 
 

@@ -6,6 +6,7 @@ import marshmallow as ma
 from ...extensions import Schema, abort
 from ...fields import Code, Int32, Text
 from ..pieces.schemas import DIMENSION_ATTRIBUTES, TEXT_ATTRIBUTES
+from .fast_validation import FastItemLoader
 
 MAX_ITEMS = 1000
 
@@ -41,9 +42,33 @@ PieceItem = Schema.from_dict(
 
 
 class _Batch(Schema):
-    """`{"<ITEMS_KEY>": [item, …]}` with at most MAX_ITEMS items (more is a 400, SPEC §6)."""
+    """`{"<ITEMS_KEY>": [item, …]}` with at most MAX_ITEMS items (more is a 400, SPEC §6).
+
+    Plainly valid batches take the fast path (see fast_validation); anything else, and every
+    error message, comes from marshmallow.
+    """
 
     ITEMS_KEY = ""
+    _fast_loaders: dict[type, FastItemLoader] = {}
+
+    def load(self, data, *args, **kwargs):
+        if isinstance(data, dict) and set(data) == {self.ITEMS_KEY} and not args \
+                and not kwargs.get("many") and not kwargs.get("partial"):
+            items = data[self.ITEMS_KEY]
+            if isinstance(items, list) and len(items) <= MAX_ITEMS:
+                loader = self._fast_loader()
+                loaded = loader.load_many(items)
+                if loaded is not None:
+                    return {self.ITEMS_KEY: loaded}
+        return super().load(data, *args, **kwargs)
+
+    @classmethod
+    def _fast_loader(cls) -> FastItemLoader:
+        loader = _Batch._fast_loaders.get(cls)
+        if loader is None:
+            item_schema = cls._declared_fields[cls.ITEMS_KEY].inner.schema
+            loader = _Batch._fast_loaders[cls] = FastItemLoader(item_schema)
+        return loader
 
     @ma.pre_load
     def _bounded(self, data, **kwargs):

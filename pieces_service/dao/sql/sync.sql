@@ -44,24 +44,19 @@ SELECT * FROM assembly;
 
 -- name: upsert_projects
 -- Upsert a batch of projects of one tenant.
--- Items with a guid upsert on it; items without one match their natural key
--- (company_guid, code) or get a new guid. Only rows whose values differ are updated, so a
--- repeated batch writes nothing. is_active/deleted_at are written on insert only (inherited
--- from the nearest parent); sync never changes them on existing rows.
-WITH items AS (
-    SELECT *
-    FROM json_populate_recordset(NULL::projects, %(items)s::json)
-), resolved AS (
-    SELECT coalesce(i.guid, existing.guid, gen_random_uuid()) AS guid,
+-- The conflict target (filled in by dao/sync.py) is (guid) for items that carry a guid,
+-- or the natural-key constraint (company_guid, code) for items without one, which then get a new guid.
+-- Only rows whose values differ are updated, so a repeated batch writes nothing.
+-- is_active/deleted_at are written on insert only (inherited from the nearest parent);
+-- sync never changes them on existing rows.
+WITH resolved AS (
+    SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
        i.company_guid,
        i.code,
        i.name,
        i.is_active,
        i.deleted_at
-    FROM items AS i
-    LEFT JOIN projects AS existing
-           ON i.guid IS NULL
-          AND existing.company_guid = i.company_guid AND existing.code = i.code
+    FROM json_populate_recordset(NULL::projects, %(items)s::json) AS i
     WHERE i.company_guid = %(tenant)s
 )
 INSERT INTO projects AS t (
@@ -74,7 +69,7 @@ INSERT INTO projects AS t (
 )
 SELECT *
 FROM resolved
-ON CONFLICT (guid) DO UPDATE SET
+ON CONFLICT {conflict_target} DO UPDATE SET
     code = EXCLUDED.code,
     name = EXCLUDED.name,
     updated_at = now()
@@ -90,25 +85,20 @@ RETURNING (xmax = 0) AS inserted;
 
 -- name: upsert_components
 -- Upsert a batch of components of one tenant.
--- Items with a guid upsert on it; items without one match their natural key
--- (company_guid, project_guid, code) or get a new guid. Only rows whose values differ are updated, so a
--- repeated batch writes nothing. is_active/deleted_at are written on insert only (inherited
--- from the nearest parent); sync never changes them on existing rows.
-WITH items AS (
-    SELECT *
-    FROM json_populate_recordset(NULL::components, %(items)s::json)
-), resolved AS (
-    SELECT coalesce(i.guid, existing.guid, gen_random_uuid()) AS guid,
+-- The conflict target (filled in by dao/sync.py) is (guid) for items that carry a guid,
+-- or the natural-key constraint (company_guid, project_guid, code) for items without one, which then get a new guid.
+-- Only rows whose values differ are updated, so a repeated batch writes nothing.
+-- is_active/deleted_at are written on insert only (inherited from the nearest parent);
+-- sync never changes them on existing rows.
+WITH resolved AS (
+    SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
        i.company_guid,
        i.project_guid,
        i.code,
        i.name,
        i.is_active,
        i.deleted_at
-    FROM items AS i
-    LEFT JOIN components AS existing
-           ON i.guid IS NULL
-          AND existing.company_guid = i.company_guid AND existing.project_guid = i.project_guid AND existing.code = i.code
+    FROM json_populate_recordset(NULL::components, %(items)s::json) AS i
     WHERE i.company_guid = %(tenant)s
 )
 INSERT INTO components AS t (
@@ -122,7 +112,7 @@ INSERT INTO components AS t (
 )
 SELECT *
 FROM resolved
-ON CONFLICT (guid) DO UPDATE SET
+ON CONFLICT {conflict_target} DO UPDATE SET
     project_guid = EXCLUDED.project_guid,
     code = EXCLUDED.code,
     name = EXCLUDED.name,
@@ -141,15 +131,13 @@ RETURNING (xmax = 0) AS inserted;
 
 -- name: upsert_assemblies
 -- Upsert a batch of assemblies of one tenant.
--- Items with a guid upsert on it; items without one match their natural key
--- (company_guid, component_guid, code) or get a new guid. Only rows whose values differ are updated, so a
--- repeated batch writes nothing. is_active/deleted_at are written on insert only (inherited
--- from the nearest parent); sync never changes them on existing rows.
-WITH items AS (
-    SELECT *
-    FROM json_populate_recordset(NULL::assemblies, %(items)s::json)
-), resolved AS (
-    SELECT coalesce(i.guid, existing.guid, gen_random_uuid()) AS guid,
+-- The conflict target (filled in by dao/sync.py) is (guid) for items that carry a guid,
+-- or the natural-key constraint (company_guid, component_guid, code) for items without one, which then get a new guid.
+-- Only rows whose values differ are updated, so a repeated batch writes nothing.
+-- is_active/deleted_at are written on insert only (inherited from the nearest parent);
+-- sync never changes them on existing rows.
+WITH resolved AS (
+    SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
        i.company_guid,
        i.project_guid,
        i.component_guid,
@@ -157,10 +145,7 @@ WITH items AS (
        i.name,
        i.is_active,
        i.deleted_at
-    FROM items AS i
-    LEFT JOIN assemblies AS existing
-           ON i.guid IS NULL
-          AND existing.company_guid = i.company_guid AND existing.component_guid = i.component_guid AND existing.code = i.code
+    FROM json_populate_recordset(NULL::assemblies, %(items)s::json) AS i
     WHERE i.company_guid = %(tenant)s
 )
 INSERT INTO assemblies AS t (
@@ -175,7 +160,7 @@ INSERT INTO assemblies AS t (
 )
 SELECT *
 FROM resolved
-ON CONFLICT (guid) DO UPDATE SET
+ON CONFLICT {conflict_target} DO UPDATE SET
     project_guid = EXCLUDED.project_guid,
     component_guid = EXCLUDED.component_guid,
     code = EXCLUDED.code,
@@ -197,15 +182,13 @@ RETURNING (xmax = 0) AS inserted;
 
 -- name: upsert_pieces
 -- Upsert a batch of pieces of one tenant.
--- Items with a guid upsert on it; items without one match their natural key
--- (company_guid, project_guid, piece_id) or get a new guid. Only rows whose values differ are updated, so a
--- repeated batch writes nothing. is_active/deleted_at are written on insert only (inherited
--- from the nearest parent); sync never changes them on existing rows.
-WITH items AS (
-    SELECT *
-    FROM json_populate_recordset(NULL::pieces, %(items)s::json)
-), resolved AS (
-    SELECT coalesce(i.guid, existing.guid, gen_random_uuid()) AS guid,
+-- The conflict target (filled in by dao/sync.py) is (guid) for items that carry a guid,
+-- or the natural-key constraint (company_guid, project_guid, piece_id) for items without one, which then get a new guid.
+-- Only rows whose values differ are updated, so a repeated batch writes nothing.
+-- is_active/deleted_at are written on insert only (inherited from the nearest parent);
+-- sync never changes them on existing rows.
+WITH resolved AS (
+    SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
        i.company_guid,
        i.project_guid,
        i.component_guid,
@@ -265,10 +248,7 @@ WITH items AS (
        i.profile_code_with_color,
        i.is_active,
        i.deleted_at
-    FROM items AS i
-    LEFT JOIN pieces AS existing
-           ON i.guid IS NULL
-          AND existing.company_guid = i.company_guid AND existing.project_guid = i.project_guid AND existing.piece_id = i.piece_id
+    FROM json_populate_recordset(NULL::pieces, %(items)s::json) AS i
     WHERE i.company_guid = %(tenant)s
 )
 INSERT INTO pieces AS t (
@@ -335,7 +315,7 @@ INSERT INTO pieces AS t (
 )
 SELECT *
 FROM resolved
-ON CONFLICT (guid) DO UPDATE SET
+ON CONFLICT {conflict_target} DO UPDATE SET
     project_guid = EXCLUDED.project_guid,
     component_guid = EXCLUDED.component_guid,
     assembly_guid = EXCLUDED.assembly_guid,

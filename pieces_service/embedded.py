@@ -23,7 +23,27 @@ def start(pgdata: Path = PGDATA, *, keep_running: bool = False):
         import pgserver
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
+        _forget_dead_holders(pgdata)
         return pgserver.get_server(pgdata, cleanup_mode=None if keep_running else "stop")
+
+
+def _forget_dead_holders(pgdata: Path) -> None:
+    """Drop processes that no longer exist from pgserver's list of the server's holders.
+
+    pgserver stops the server when the last process on that list exits; a holder killed
+    with SIGKILL never takes itself off, and the server would then never stop.
+    """
+    try:
+        import psutil
+        from pgserver.postgres_server import PostgresServer
+        from pgserver.utils import DiskList
+    except ImportError:  # another pgserver layout: keep its own bookkeeping
+        return
+    holders = DiskList(pgdata / ".handle_pids.json")
+    with PostgresServer._lock:
+        for pid in holders.get():
+            if not psutil.pid_exists(pid):
+                holders.get_and_remove(pid)
 
 
 def database_url(server, database: str) -> str:

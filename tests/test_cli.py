@@ -1,0 +1,267 @@
+"""The `pieces-service` command and the demo data (docs/running.md), on real PostgreSQL."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import psycopg2
+import pytest
+
+from pieces_service import cli, demo
+from pieces_service.auth import Principal, Role, decode_token
+from pieces_service.config import JWTSettings
+from pieces_service.localrun import ensure_jwt_key
+from pieces_service.migrate import connect, head_version, migration_files
+
+from conftest import TEST_SECRET
+
+SECRET = "cli-test-secret-" + "s" * 32
+COMPANY = uuid.UUID("0b5c6a8e-2f44-4c1e-9d0a-6f1d2a3b4c5d")
+
+
+def raw(url) -> str:
+    """A URL as the user would write it (str(URL) would hide the password)."""
+    return url.render_as_string(hide_password=False).replace("postgresql+psycopg2", "postgresql")
+
+
+def run_cli(capsys, *argv, **env):
+    """main(argv) in this process -> (exit status, stdout, stderr)."""
+    try:
+        status = cli.main(list(argv), env=env)
+    except SystemExit as exc:  # argparse usage errors and --help
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status, err, expected_status, *fragments):
+    assert status == expected_status, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("pieces-service"), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+
+
+# --- token -----------------------------------------------------------------------------------
+
+def test_token_round_trips_through_decode_token(capsys):
+    status, out, err = run_cli(capsys, "token", "--company", str(COMPANY), "--role",
+                               "ProjectManager", "--sub", "alice", PIECES_JWT_SECRET=SECRET)
+    assert status == 0, err
+    assert err == ""
+    principal = decode_token(out.strip(), JWTSettings(SECRET, ("HS256",)))
+    assert principal == Principal(subject="alice", company_guid=COMPANY,
+                                  role=Role.PROJECT_MANAGER)
+
+
+def test_token_carries_audience_and_issuer_when_configured(capsys):
+    status, out, err = run_cli(capsys, "token", "--company", str(COMPANY), "--role",
+                               "Integration", "--ttl-seconds", "60", PIECES_JWT_SECRET=SECRET,
+                               PIECES_JWT_AUDIENCE="pieces", PIECES_JWT_ISSUER="https://idp")
+    assert status == 0, err
+    settings = JWTSettings(SECRET, ("HS256",), audience="pieces", issuer="https://idp")
+    assert decode_token(out.strip(), settings).role is Role.INTEGRATION
+
+
+def test_token_falls_back_to_the_development_secret(tmp_path):
+    env = {}
+    note = ensure_jwt_key(env, tmp_path / "jwt-secret")
+    assert "generated" in note and env["PIECES_JWT_SECRET"] not in note
+    assert (tmp_path / "jwt-secret").stat().st_mode & 0o777 == 0o600
+    again = {}
+    assert "earlier run" in ensure_jwt_key(again, tmp_path / "jwt-secret")
+    assert again == env
+
+    settings, source = cli.signing_settings({}, tmp_path / "jwt-secret")
+    token = cli.mint_token(settings, company_guid=COMPANY, role=Role.OPERATOR)
+    assert "development secret" in source
+    assert decode_token(token, JWTSettings(env["PIECES_JWT_SECRET"], ("HS256",))).company_guid \
+        == COMPANY
+    with pytest.raises(cli.CommandError, match="PIECES_JWT_SECRET is not set"):
+        cli.signing_settings({}, tmp_path / "absent")
+
+
+def test_token_from_the_cli_is_accepted_by_the_service(client, demo_loaded):
+    settings = JWTSettings(TEST_SECRET, ("HS256",))
+    tenant = demo.DEFAULT_TENANT
+    token = cli.mint_token(settings, company_guid=tenant.company_guid, role=Role.COMPANY_ADMIN)
+    response = client.get("/api/v1/pieces", query_string={"limit": 5},
+                          headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    pieces = response.get_json()
+    assert len(pieces) == 5
+    assert {p["company_guid"] for p in pieces} == {str(tenant.company_guid)}
+    assert all(p["is_active"] for p in pieces)
+
+
+@pytest.mark.parametrize("argv, env, status, fragments", [
+    (["token", "--role", "Operator"], {"PIECES_JWT_SECRET": SECRET}, 2, ["--company"]),
+    (["token", "--company", "nope", "--role", "Operator"], {"PIECES_JWT_SECRET": SECRET}, 2,
+     ["not a UUID"]),
+    (["token", "--company", str(COMPANY), "--role", "Admin"], {"PIECES_JWT_SECRET": SECRET}, 2,
+     ["unknown role"]),
+    (["token", "--company", str(COMPANY), "--role", "Operator", "--ttl-seconds", "0"],
+     {"PIECES_JWT_SECRET": SECRET}, 2, ["--ttl-seconds"]),
+    (["token", "--company", str(COMPANY), "--role", "Operator"],
+     {"PIECES_JWT_PUBLIC_KEY": "-----BEGIN PUBLIC KEY-----"}, 1, ["PIECES_JWT_PUBLIC_KEY"]),
+    (["token", "--company", str(COMPANY), "--role", "Operator"],
+     {"PIECES_JWT_SECRET": "short"}, 1, ["at least 32 characters"]),
+    ([], {}, 2, ["required"]),
+    (["frobnicate"], {}, 2, ["invalid choice"]),
+    (["migrate"], {"DATABASE_URL": "mysql://localhost/pieces"}, 1, ["DATABASE_URL"]),
+    (["migrate"], {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/pieces"}, 1,
+     ["database error"]),
+])
+def test_errors_are_one_line_and_a_non_zero_exit(capsys, argv, env, status, fragments):
+    got, out, err = run_cli(capsys, *argv, **env)
+    assert "Traceback" not in out
+    assert_one_line_error(got, err, status, *fragments)
+
+
+def test_the_module_entry_point_reports_errors_without_a_traceback():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIECES_JWT")}
+    env["PIECES_JWT_SECRET"] = "short"
+    result = subprocess.run(
+        [sys.executable, "-m", "pieces_service.cli", "token", "--company", str(COMPANY),
+         "--role", "Operator"], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "pieces-service: error: PIECES_JWT_SECRET must be at least 32 characters"]
+
+
+# --- migrate and demo-data -------------------------------------------------------------------
+
+@pytest.fixture
+def empty_database(admin_conn, db_url):
+    """A new, unmigrated database on the test server (dropped afterwards)."""
+    name = f"pieces_cli_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin_conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    except psycopg2.errors.InsufficientPrivilege:
+        pytest.skip("the test database's role may not create databases")
+    yield db_url.set(database=name)
+    with admin_conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_migrate_applies_everything_once_and_then_nothing(capsys, empty_database):
+    env = {"DATABASE_URL": raw(empty_database)}
+    status, _, err = run_cli(capsys, "demo-data", **env)
+    assert_one_line_error(status, err, 1, "not migrated", "pieces-service migrate")
+
+    status, out, err = run_cli(capsys, "migrate", **env)
+    assert status == 0, err
+    assert f"{len(migration_files())} migration(s) applied" in out
+
+    status, out, err = run_cli(capsys, "migrate", **env)
+    assert status == 0, err
+    assert "already up to date" in out
+    conn = connect(empty_database)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*), max(version) FROM schema_migrations")
+            assert cur.fetchone() == (len(migration_files()), head_version())
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="module")
+def demo_loaded(db_url):
+    """The demo data in the test database; the tenants this load added (all three in a fresh
+    database, none when a reused TEST_DATABASE_URL already had them)."""
+    conn = connect(db_url)
+    try:
+        return demo.load(conn)
+    finally:
+        conn.close()
+
+
+COUNTS = """
+SELECT (SELECT count(*) FROM projects WHERE company_guid = %(t)s),
+       (SELECT count(*) FROM components WHERE company_guid = %(t)s),
+       (SELECT count(*) FROM assemblies WHERE company_guid = %(t)s),
+       (SELECT count(*) FROM pieces WHERE company_guid = %(t)s),
+       (SELECT count(*) FROM pieces WHERE company_guid = %(t)s AND is_active)
+"""
+
+
+def counts(conn):
+    result = {}
+    with conn.cursor() as cur:
+        for tenant in demo.TENANTS:
+            cur.execute(COUNTS, {"t": str(tenant.company_guid)})
+            result[tenant.company_guid] = cur.fetchone()
+    return result
+
+
+def test_demo_data_has_the_documented_counts(admin_conn, demo_loaded):
+    assert demo_loaded in ([], list(demo.TENANTS))
+    assert counts(admin_conn) == demo.EXPECTED_COUNTS == {
+        uuid.UUID("d1000000-0000-4000-8000-000000000001"): (5, 25, 625, 5000, 4987),
+        uuid.UUID("d2000000-0000-4000-8000-000000000002"): (3, 15, 375, 3000, 2800),
+        uuid.UUID("d3000000-0000-4000-8000-000000000003"): (2, 10, 250, 2000, 1997),
+    }
+    assert sum(t.pieces for t in demo.TENANTS) == 10_000
+
+
+def test_loading_the_demo_data_again_changes_nothing(capsys, admin_conn, db_url, demo_loaded):
+    before = counts(admin_conn)
+    conn = connect(db_url)
+    try:
+        assert demo.load(conn) == []
+    finally:
+        conn.close()
+    status, out, err = run_cli(capsys, "demo-data", DATABASE_URL=raw(db_url))
+    assert status == 0, err
+    assert "already present" in out
+    assert counts(admin_conn) == before
+
+
+def test_demo_deletes_follow_the_cascade_rules(admin_conn, demo_loaded):
+    nord, alpine, _ = demo.TENANTS
+    with admin_conn.cursor() as cur:
+        # Tenant 1: one assembly deleted with its 8 pieces, all at one deleted_at.
+        cur.execute("SELECT deleted_at FROM assemblies WHERE guid = %s",
+                    (str(demo.demo_guid(nord, 1, 2, 3)),))
+        (assembly_deleted_at,) = cur.fetchone()
+        cur.execute("SELECT count(*), count(DISTINCT deleted_at), min(deleted_at)"
+                    " FROM pieces WHERE assembly_guid = %s",
+                    (str(demo.demo_guid(nord, 1, 2, 3)),))
+        assert cur.fetchone() == (8, 1, assembly_deleted_at)
+        # Tenant 2: a component deleted by cascade; one of its pieces was deleted earlier.
+        component = str(demo.demo_guid(alpine, 2, 4))
+        cur.execute("SELECT deleted_at FROM components WHERE guid = %s", (component,))
+        (component_deleted_at,) = cur.fetchone()
+        cur.execute("SELECT count(*) FILTER (WHERE deleted_at = %s),"
+                    " count(*) FILTER (WHERE deleted_at < %s), count(*) FILTER (WHERE is_active)"
+                    " FROM pieces WHERE component_guid = %s",
+                    (component_deleted_at, component_deleted_at, component))
+        assert cur.fetchone() == (199, 1, 0)
+        cur.execute("SELECT count(*) FROM assemblies WHERE component_guid = %s"
+                    " AND deleted_at = %s", (component, component_deleted_at))
+        assert cur.fetchone() == (25,)
+        # Every delete is in the audit trail with the rows it touched.
+        cur.execute("SELECT entity_type, rows_affected FROM audit_log"
+                    " WHERE actor = %s AND entity_guid = ANY(%s::uuid[]) ORDER BY entity_type",
+                    (demo.DEMO_ACTOR, [str(demo.demo_guid(nord, 1, 2, 3)), component]))
+        assert cur.fetchall() == [("assembly", 9), ("component", 225)]
+
+
+def test_demo_pieces_look_like_cut_bars(admin_conn, demo_loaded):
+    tenants = [str(t.company_guid) for t in demo.TENANTS]
+    with admin_conn.cursor() as cur:
+        cur.execute("SELECT array_agg(DISTINCT angle_left), count(DISTINCT barcode),"
+                    " count(*), bool_and(outer_length > 0 AND inner_length > 0),"
+                    " bool_and(trolley_cell = trolley || '/' || cell),"
+                    " count(*) FILTER (WHERE profile_code IS NULL)"
+                    " FROM pieces WHERE company_guid = ANY(%s::uuid[])", (tenants,))
+        angles, barcodes, total, lengths_ok, slots_ok, no_profile = cur.fetchone()
+    assert sorted(angles) == [45, 90]
+    assert barcodes == total == 10_000
+    assert lengths_ok and slots_ok and no_profile == 0

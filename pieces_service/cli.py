@@ -26,7 +26,7 @@ from sqlalchemy.engine import URL
 
 from . import embedded
 from .auth import Role
-from .config import ConfigError, JWTSettings, _jwt_settings, database_url
+from .config import ConfigError, JWTSettings, jwt_settings_from_env, database_url
 
 PROG = "pieces-service"
 EMBEDDED_DATABASE = "pieces"
@@ -79,7 +79,7 @@ def signing_settings(env: Mapping[str, str],
         env["PIECES_JWT_SECRET"] = secret
         source = f"development secret in {dev_secret_file}"
     try:
-        return _jwt_settings(env), source
+        return jwt_settings_from_env(env), source
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
 

@@ -73,7 +73,8 @@ class JWTSettings:
     leeway_seconds: int = 0
 
 
-def _jwt_settings(env: Mapping[str, str]) -> JWTSettings:
+def jwt_settings_from_env(env: Mapping[str, str]) -> JWTSettings:
+    """The token verification settings from `env`; raise `ConfigError` naming the bad variable."""
     secret = env.get("PIECES_JWT_SECRET", "").strip()
     public_pem = env.get("PIECES_JWT_PUBLIC_KEY", "").strip()
     audience = env.get("PIECES_JWT_AUDIENCE", "").strip() or None
@@ -135,7 +136,7 @@ class Config:
             raise ConfigError("DATABASE_URL is not set (e.g. postgresql://user@host:5432/pieces)")
         return cls(
             database_url=database_url(raw_url),
-            jwt=_jwt_settings(env),
+            jwt=jwt_settings_from_env(env),
             db_pool_size=_int(env, "PIECES_DB_POOL_SIZE", 4, 1, 100),
             db_max_overflow=_int(env, "PIECES_DB_MAX_OVERFLOW", 4, 0, 100),
             db_pool_timeout_seconds=_int(env, "PIECES_DB_POOL_TIMEOUT_SECONDS", 5, 1, 120),

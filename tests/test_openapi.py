@@ -58,3 +58,28 @@ def test_bearer_security_scheme_applies_to_the_api(spec):
 @pytest.mark.parametrize("path", ["/api/v1/openapi.json", "/api/v1/docs"])
 def test_document_and_viewer_need_no_token(client, path):
     assert client.get(path).status_code == 200
+
+
+def test_every_endpoint_documents_an_example(client):
+    """Each read and sync endpoint shows an example body; restore shows its 409."""
+    from pieces_service.api.pieces.schemas import PieceDetail, PieceResponse
+
+    spec = client.get("/api/v1/openapi.json").get_json()
+    paths = spec["paths"]
+
+    def example(path, method, status):
+        return paths[path][method]["responses"][status]["content"]["application/json"]["example"]
+
+    listed = example("/api/v1/pieces", "get", "200")
+    assert set(listed[0]) == set(PieceResponse().fields)
+    detail = example("/api/v1/pieces/{piece_guid}", "get", "200")
+    assert set(detail) <= set(PieceDetail().fields)
+    assert example("/api/v1/audit", "get", "200")[0]["action"] == "delete"
+    for entity in ("projects", "components", "assemblies", "pieces"):
+        operation = paths[f"/api/v1/sync/{entity}"]["post"]
+        assert entity in operation["requestBody"]["content"]["application/json"]["example"]
+        assert example(f"/api/v1/sync/{entity}", "post", "200") == {"inserted": 1, "updated": 0}
+    for segment, param in (("projects", "project_guid"), ("assemblies", "assembly_guid"),
+                           ("pieces", "piece_guid")):
+        conflict = example(f"/api/v1/{segment}/{{{param}}}/restore", "post", "409")
+        assert "Restore the" in conflict["detail"]

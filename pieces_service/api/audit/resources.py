@@ -8,6 +8,7 @@ from ... import access, db
 from ...auth import AUDIT_ROLES, require_roles
 from ...dao import audit
 from ...extensions import Blueprint, ErrorSchema
+from .. import examples
 from .schemas import AuditEntry, AuditQueryArgs
 
 blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit",
@@ -17,7 +18,8 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit",
 @blp.route("")
 class AuditList(MethodView):
     @blp.arguments(AuditQueryArgs, location="query", as_kwargs=True)
-    @blp.response(200, AuditEntry(many=True), content_type="application/json")
+    @blp.response(200, AuditEntry(many=True), content_type="application/json",
+                  example=[examples.AUDIT_ENTRY])
     @blp.alt_response(403, schema=ErrorSchema, description="Role or company not accessible")
     @require_roles(AUDIT_ROLES)
     def get(self, *, principal, limit, offset, entity_guid=None, company_guid=None):

@@ -14,6 +14,7 @@ from ... import db, observability
 from ...auth import DELETE_RESTORE_ROLES, Principal, require_roles
 from ...dao import audit, hierarchy, ownership
 from ...extensions import Blueprint, ErrorSchema, abort
+from .. import examples
 
 blp = Blueprint("hierarchy", __name__, url_prefix="/api/v1",
                 description="Soft delete and restore with cascade, audited.")
@@ -101,7 +102,8 @@ def _register(entity: str) -> None:
         @blp.alt_response(403, schema=ErrorSchema, description="Role may not restore")
         @blp.alt_response(404, schema=ErrorSchema,
                           description="Absent, not deleted, or another tenant's")
-        @blp.alt_response(409, schema=ErrorSchema, description="A parent is deleted")
+        @blp.alt_response(409, schema=ErrorSchema, description="A parent is deleted",
+                          example=examples.RESTORE_CONFLICT)
         @require_roles(DELETE_RESTORE_ROLES)
         def post(self, *, principal, **path):
             restore_entity(principal, entity, path[param])

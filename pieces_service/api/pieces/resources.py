@@ -13,6 +13,7 @@ from ... import access, db
 from ...auth import READ_ROLES, require_roles
 from ...dao import ownership, pieces
 from ...extensions import Blueprint, ErrorSchema, abort
+from .. import examples
 from .schemas import PieceDetail, PieceDetailArgs, PieceListArgs, PieceResponse
 
 blp = Blueprint("pieces", __name__, url_prefix="/api/v1/pieces",
@@ -61,6 +62,7 @@ def _check_parents(page: pieces.PiecePage, args: dict) -> None:
 class PieceList(MethodView):
     @blp.arguments(PieceListArgs, location="query", as_kwargs=True)
     @blp.response(200, PieceResponse(many=True), content_type=JSON,
+                  example=[examples.PIECE_RESPONSE],
                   headers={"Link": {"description": 'Next page: `<url>; rel="next"`',
                                     "schema": {"type": "string"}}})
     @blp.alt_response(400, schema=ErrorSchema, description="Parent filters do not chain")
@@ -98,7 +100,7 @@ class PieceList(MethodView):
 @blp.route("/<uuid:piece_guid>")
 class PieceItem(MethodView):
     @blp.arguments(PieceDetailArgs, location="query", as_kwargs=True)
-    @blp.response(200, PieceDetail, content_type=JSON)
+    @blp.response(200, PieceDetail, content_type=JSON, example=examples.PIECE_DETAIL)
     @blp.alt_response(403, schema=ErrorSchema, description="Another tenant's piece")
     @blp.alt_response(404, schema=ErrorSchema, description="No such piece (or soft-deleted)")
     @require_roles(READ_ROLES)

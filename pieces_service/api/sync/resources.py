@@ -13,6 +13,7 @@ from ...auth import SYNC_ROLES, Principal, require_roles
 from ...dao import ownership
 from ...dao import sync as sync_dao
 from ...extensions import Blueprint, ErrorSchema, abort
+from .. import examples
 from .schemas import AssemblyBatch, ComponentBatch, PieceBatch, ProjectBatch, SyncResult
 
 blp = Blueprint("sync", __name__, url_prefix="/api/v1/sync",
@@ -155,8 +156,8 @@ def run_sync(principal: Principal, kind: Kind, items: list[dict]) -> dict:
 def _register(kind: Kind, schema) -> None:
     @blp.route(f"/{kind.key}", endpoint=f"sync_{kind.key}")
     class SyncView(MethodView):
-        @blp.arguments(schema)
-        @blp.response(200, SyncResult)
+        @blp.arguments(schema, example=examples.SYNC_BODIES[kind.key])
+        @blp.response(200, SyncResult, example=examples.SYNC_RESULT)
         @blp.alt_response(400, schema=ErrorSchema, description="More than 1000 items")
         @blp.alt_response(403, schema=ErrorSchema, description="Another tenant's company/guid")
         @blp.alt_response(409, schema=ErrorSchema, description="Conflicts with existing rows")

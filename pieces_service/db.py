@@ -21,6 +21,7 @@ import psycopg2.extras
 from flask import current_app
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 
 from .config import Config
 
@@ -102,14 +103,22 @@ def transaction(tenant: uuid.UUID, *, readonly: bool) -> Iterator[Connection]:
         statement_timeout=int(config.statement_timeout_ms),
         idle_timeout=int(config.idle_in_transaction_timeout_ms),
     )
-    with get_engine().connect() as conn:
-        conn.exec_driver_sql(setup, {"tenant": str(tenant)})
-        try:
-            yield conn
-        except BaseException:
-            _rollback(conn)
-            raise
-        conn.exec_driver_sql("COMMIT")
+    try:
+        with get_engine().connect() as conn:
+            conn.exec_driver_sql(setup, {"tenant": str(tenant)})
+            try:
+                yield conn
+            except BaseException:
+                _rollback(conn)
+                raise
+            conn.exec_driver_sql("COMMIT")
+    except DBAPIError as exc:
+        # A lost connection is not always an OperationalError: when the server dies
+        # (pg_ctl stop -m immediate, a crash) psycopg2 raises a bare DatabaseError. SQLAlchemy
+        # recognises the disconnect either way and invalidates the connection; say 503.
+        if exc.connection_invalidated:
+            raise DatabaseUnavailable(str(exc.orig).strip()) from exc
+        raise
 
 
 def _rollback(conn: Connection) -> None:

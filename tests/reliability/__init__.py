@@ -1,0 +1,1 @@
+"""Reliability and security proofs; see docs/reliability.md."""

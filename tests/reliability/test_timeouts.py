@@ -1,0 +1,66 @@
+"""Statement and idle-in-transaction timeouts (PIECES_STATEMENT_TIMEOUT_MS,
+PIECES_IDLE_IN_TRANSACTION_TIMEOUT_MS) are set per transaction; a statement cut by them is a
+503 `Database unavailable`, never a 500, and the pooled connection is fine afterwards."""
+from __future__ import annotations
+
+import time
+
+from conftest import assert_error, make_token
+from pieces_service import db
+
+from .reliability_harness import row_lock
+
+
+def test_settings_are_transaction_local_for_the_app_role(app_factory, tenant):
+    app = app_factory(statement_timeout_ms=1234, idle_in_transaction_timeout_ms=5678)
+    with app.app_context():
+        with db.transaction(tenant, readonly=True) as conn:
+            values = conn.exec_driver_sql(
+                "SELECT current_setting('statement_timeout'),"
+                " current_setting('idle_in_transaction_session_timeout'), current_user,"
+                " current_setting('pieces.tenant')").one()
+        assert tuple(values) == ("1234ms", "5678ms", "pieces_app", str(tenant))
+        # LOCAL: the pooled connection goes back without them.
+        with db.get_engine().connect() as conn:
+            assert conn.exec_driver_sql("SHOW statement_timeout").scalar() == "0"
+
+
+def test_statement_blocked_past_the_timeout_is_503_and_the_pool_recovers(
+        app_factory, db_url, seed, tenant, admin_conn):
+    app = app_factory(statement_timeout_ms=100, db_pool_size=1, db_max_overflow=0)
+    client = app.test_client()
+    tree = seed.tree(tenant, pieces_per_assembly=1)
+    piece = tree.pieces[0]
+    headers = {"Authorization": "Bearer " + make_token(tenant, "CompanyAdmin")}
+    with row_lock(db_url, "SELECT 1 FROM pieces WHERE guid = %s FOR UPDATE", (str(piece),)):
+        started = time.monotonic()
+        response = client.delete(f"/api/v1/pieces/{piece}", headers=headers)
+        elapsed = time.monotonic() - started
+    assert_error(response, 503, "Database unavailable")
+    assert response.headers.get("Retry-After")
+    assert elapsed < 3, elapsed
+    # The one pooled connection serves the next requests, and the delete was not applied.
+    for _ in range(3):
+        assert client.get(f"/api/v1/pieces/{piece}", headers=headers).status_code == 200
+    assert client.delete(f"/api/v1/pieces/{piece}", headers=headers).status_code == 204
+
+
+def test_slow_read_is_cancelled_as_503(app_factory, tenant, monkeypatch):
+    """A read that simply runs too long (pg_sleep) is cut the same way."""
+    from pieces_service.dao import pieces as pieces_dao
+
+    app = app_factory(statement_timeout_ms=100, db_pool_size=1, db_max_overflow=0)
+    real = pieces_dao.list_pieces
+
+    def slow_list(conn, **kwargs):
+        conn.exec_driver_sql("SELECT pg_sleep(2)")
+        return real(conn, **kwargs)
+
+    monkeypatch.setattr(pieces_dao, "list_pieces", slow_list)
+    headers = {"Authorization": "Bearer " + make_token(tenant, "Operator")}
+    started = time.monotonic()
+    response = app.test_client().get("/api/v1/pieces", headers=headers)
+    assert_error(response, 503, "Database unavailable")
+    assert time.monotonic() - started < 1.5
+    monkeypatch.setattr(pieces_dao, "list_pieces", real)
+    assert app.test_client().get("/api/v1/pieces", headers=headers).status_code == 200

@@ -81,6 +81,8 @@ def init_app(app) -> None:
 _SETUP = (
     "BEGIN ISOLATION LEVEL READ COMMITTED {mode};"
     " SET LOCAL ROLE " + APP_ROLE + ";"
+    # Also in the connect options, but PgBouncer drops those: JSON timestamps stay UTC.
+    " SET LOCAL TIME ZONE 'UTC';"
     " SET LOCAL statement_timeout = {statement_timeout};"
     " SET LOCAL idle_in_transaction_session_timeout = {idle_timeout};"
     " SELECT set_config('pieces.tenant', %(tenant)s, true)"

@@ -44,7 +44,13 @@ class StrictParser(FlaskParser):
     def load_json(self, req, schema):
         """A body sent as another media type is a 415; one that does not parse is a 422
         (SPEC §3: a bad body is a validation error), never a 500."""
-        if not is_json_request(req) and req.get_data(cache=True):
+        data = req.get_data(cache=True)
+        limit = req.max_content_length
+        if limit is not None and req.content_length is None and len(data) >= limit:
+            # A chunked body has no Content-Length to refuse up front, and werkzeug stops
+            # reading silently at the limit: never parse a truncated body.
+            abort(413, f"Request body too large (limit {limit} bytes).")
+        if not is_json_request(req) and data:
             abort(415, "The request body must be JSON (Content-Type: application/json).")
         try:
             return super().load_json(req, schema)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from ...extensions import Schema
+from ..pieces.schemas import MAX_OFFSET
 
 
 class AuditQueryArgs(Schema):
@@ -14,7 +15,7 @@ class AuditQueryArgs(Schema):
         metadata={"description": "Tenant to read (SystemAdmin: any; others: their own)."}
     )
     limit = ma.fields.Integer(load_default=100, validate=ma.validate.Range(min=1, max=1000))
-    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0))
+    offset = ma.fields.Integer(load_default=0, validate=ma.validate.Range(min=0, max=MAX_OFFSET))
 
 
 class AuditEntry(Schema):

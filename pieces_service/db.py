@@ -23,6 +23,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from . import observability
 from .config import Config
 
 APP_ROLE = "pieces_app"
@@ -47,6 +48,7 @@ def build_engine(config: Config) -> Engine:
         pool_timeout=config.db_pool_timeout_seconds,
         pool_pre_ping=False,
         pool_reset_on_return=None,  # we always end our own transaction explicitly
+        hide_parameters=True,  # request values never reach logs through SQL errors
         connect_args={
             "connect_timeout": config.db_connect_timeout_seconds,
             "application_name": "pieces_service",
@@ -68,7 +70,9 @@ def get_engine() -> Engine:
     if state.get("pid") != os.getpid():
         with _engine_lock:
             if state.get("pid") != os.getpid():
-                state["engine"] = build_engine(app.config["PIECES"])
+                engine = build_engine(app.config["PIECES"])
+                observability.instrument_engine(engine)
+                state["engine"] = engine
                 state["pid"] = os.getpid()
     return state["engine"]
 

@@ -174,17 +174,10 @@ def _finish_request(response: Response) -> Response:
     return response
 
 
-def _instrument_database() -> None:
-    from .db import get_engine
-
-    instrument_engine(get_engine())
-
-
 def init_app(app: Flask) -> None:
     """Wire request ids, request metrics and the request log line into `app`, and serve
     `/metrics`. Register it before any other before_request hook, so that a request stopped
     early (401) still has an id; its after_request hook runs last of the app's."""
     app.before_request(_start_request)
-    app.before_request(_instrument_database)
     app.after_request(_finish_request)
     app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])

@@ -13,7 +13,7 @@ from pieces_service import cli, demo
 from pieces_service.auth import Principal, Role, decode_token
 from pieces_service.config import JWTSettings
 from pieces_service.localrun import ensure_jwt_key
-from pieces_service.migrate import connect, head_version, migration_files
+from pieces_service.migrate import connect, head_version, migrate, migration_files
 
 from conftest import TEST_SECRET
 
@@ -85,7 +85,8 @@ def test_token_falls_back_to_the_development_secret(tmp_path):
         cli.signing_settings({}, tmp_path / "absent")
 
 
-def test_token_from_the_cli_is_accepted_by_the_service(client, demo_loaded):
+def test_token_from_the_cli_is_accepted_by_the_service(app_factory, demo_db):
+    client = app_factory(database_url=demo_db[0]).test_client()
     settings = JWTSettings(TEST_SECRET, ("HS256",))
     tenant = demo.DEFAULT_TENANT
     token = cli.mint_token(settings, company_guid=tenant.company_guid, role=Role.COMPANY_ADMIN)
@@ -172,14 +173,44 @@ def test_migrate_applies_everything_once_and_then_nothing(capsys, empty_database
 
 
 @pytest.fixture(scope="module")
-def demo_loaded(db_url):
-    """The demo data in the test database; the tenants this load added (all three in a fresh
-    database, none when a reused TEST_DATABASE_URL already had them)."""
-    conn = connect(db_url)
+def demo_db(db_url):
+    """A database of its own, migrated and loaded with the demo data, so that no other
+    test's rows (fuzzers sync into arbitrary tenants) can touch the demo tenants. Yields
+    (url, the tenants the load added)."""
+    name = f"pieces_demo_{os.getpid()}"
+    admin = connect(db_url)
+    admin.autocommit = True
     try:
-        return demo.load(conn)
+        with admin.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cur.execute(f'CREATE DATABASE "{name}"')
+    except psycopg2.errors.InsufficientPrivilege:
+        admin.close()
+        pytest.skip("the test database's role may not create databases")
+    url = db_url.set(database=name)
+    migrate(url, echo=lambda *_: None)
+    conn = connect(url)
+    try:
+        added = demo.load(conn)
     finally:
         conn.close()
+    yield url, added
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
+@pytest.fixture
+def demo_loaded(demo_db):
+    return demo_db[1]
+
+
+@pytest.fixture
+def demo_conn(demo_db):
+    conn = connect(demo_db[0])
+    conn.autocommit = True
+    yield conn
+    conn.close()
 
 
 COUNTS = """
@@ -200,9 +231,9 @@ def counts(conn):
     return result
 
 
-def test_demo_data_has_the_documented_counts(admin_conn, demo_loaded):
-    assert demo_loaded in ([], list(demo.TENANTS))
-    assert counts(admin_conn) == demo.EXPECTED_COUNTS == {
+def test_demo_data_has_the_documented_counts(demo_conn, demo_loaded):
+    assert demo_loaded == list(demo.TENANTS)
+    assert counts(demo_conn) == demo.EXPECTED_COUNTS == {
         uuid.UUID("d1000000-0000-4000-8000-000000000001"): (5, 25, 625, 5000, 4987),
         uuid.UUID("d2000000-0000-4000-8000-000000000002"): (3, 15, 375, 3000, 2800),
         uuid.UUID("d3000000-0000-4000-8000-000000000003"): (2, 10, 250, 2000, 1997),
@@ -210,8 +241,9 @@ def test_demo_data_has_the_documented_counts(admin_conn, demo_loaded):
     assert sum(t.pieces for t in demo.TENANTS) == 10_000
 
 
-def test_loading_the_demo_data_again_changes_nothing(capsys, admin_conn, db_url, demo_loaded):
-    before = counts(admin_conn)
+def test_loading_the_demo_data_again_changes_nothing(capsys, demo_conn, demo_db):
+    db_url = demo_db[0]
+    before = counts(demo_conn)
     conn = connect(db_url)
     try:
         assert demo.load(conn) == []
@@ -220,12 +252,12 @@ def test_loading_the_demo_data_again_changes_nothing(capsys, admin_conn, db_url,
     status, out, err = run_cli(capsys, "demo-data", DATABASE_URL=raw(db_url))
     assert status == 0, err
     assert "already present" in out
-    assert counts(admin_conn) == before
+    assert counts(demo_conn) == before
 
 
-def test_demo_deletes_follow_the_cascade_rules(admin_conn, demo_loaded):
+def test_demo_deletes_follow_the_cascade_rules(demo_conn):
     nord, alpine, _ = demo.TENANTS
-    with admin_conn.cursor() as cur:
+    with demo_conn.cursor() as cur:
         # Tenant 1: one assembly deleted with its 8 pieces, all at one deleted_at.
         cur.execute("SELECT deleted_at FROM assemblies WHERE guid = %s",
                     (str(demo.demo_guid(nord, 1, 2, 3)),))
@@ -253,9 +285,9 @@ def test_demo_deletes_follow_the_cascade_rules(admin_conn, demo_loaded):
         assert cur.fetchall() == [("assembly", 9), ("component", 225)]
 
 
-def test_demo_pieces_look_like_cut_bars(admin_conn, demo_loaded):
+def test_demo_pieces_look_like_cut_bars(demo_conn):
     tenants = [str(t.company_guid) for t in demo.TENANTS]
-    with admin_conn.cursor() as cur:
+    with demo_conn.cursor() as cur:
         cur.execute("SELECT array_agg(DISTINCT angle_left), count(DISTINCT barcode),"
                     " count(*), bool_and(outer_length > 0 AND inner_length > 0),"
                     " bool_and(trolley_cell = trolley || '/' || cell),"

@@ -1,7 +1,7 @@
 """Example payloads shown in the OpenAPI document (one place, reused by the resources)."""
 from __future__ import annotations
 
-_COMPANY = "d1000000-0000-4000-8000-000000000001"
+_COMPANY = "3e0f6a52-8d41-4c8e-9a1e-0c7d2b5f9e10"
 _PROJECT = "5f1c2a7e-0c4b-4f0a-9a57-2d8e61f0a001"
 _COMPONENT = "6a2d3b8f-1d5c-4a1b-8b68-3e9f72a1b002"
 _ASSEMBLY = "7b3e4c90-2e6d-4b2c-9c79-4fa083b2c003"

@@ -18,6 +18,9 @@ def test_deadlock_victim_gets_409_and_writes_nothing(app, db_url, seed, tenant, 
         with holder.cursor() as cur:
             # The holder locks `other`; the request deletes the assembly (locking its row,
             # then wanting `other`); the holder then wants the assembly: a cycle.
+            # The holder checks for deadlocks late, so the request (1 s default) is the one
+            # PostgreSQL picks as the victim.
+            cur.execute("SET deadlock_timeout = '20s'")
             cur.execute("SELECT 1 FROM pieces WHERE guid = %s FOR UPDATE", (str(other),))
 
             def delete_assembly():
@@ -43,7 +46,6 @@ def test_deadlock_victim_gets_409_and_writes_nothing(app, db_url, seed, tenant, 
     finally:
         holder.close()
     response = result["response"]
-    # The request started waiting first, so its deadlock check fires first: it is the victim.
     assert response.status_code == 409, response.get_json()
     assert "Retry" in response.get_json()["detail"]
     assert fetch_one(admin_conn, "SELECT is_active FROM pieces WHERE guid = %s",

@@ -30,9 +30,8 @@ migrate: $(STAMP)  ## Apply pending migrations to DATABASE_URL (embedded Postgre
 bench: $(STAMP)  ## Benchmarks (load generator, floors, report in BENCHMARKS.md); not part of make test
 	$(PY) -m bench.run
 
-lint: $(STAMP)  ## Byte-compile and check the package imports cleanly
-	$(PY) -m compileall -q pieces_service tests
-	$(PY) -m pyflakes pieces_service tests 2>/dev/null || true
+lint: $(STAMP)  ## Static checks (ruff: pyflakes + pycodestyle rules, settings in pyproject.toml)
+	$(PY) -m ruff check .
 
 clean:  ## Remove the virtualenv and local state (embedded database, dev secret)
 	rm -rf $(VENV) .local

@@ -55,7 +55,8 @@ _NATURAL_KEY = {
 }
 
 
-def upsert(conn: Connection, *, table: Table, tenant: uuid.UUID, items: list[dict]) -> tuple[int, int]:
+def upsert(conn: Connection, *, table: Table, tenant: uuid.UUID,
+           items: list[dict]) -> tuple[int, int]:
     """Upsert `items` (all of `tenant`) into `table`; return (inserted, updated).
 
     Items with a guid conflict on it; items without one on their natural key. Each group is

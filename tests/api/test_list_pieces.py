@@ -236,7 +236,7 @@ def test_bad_query_is_422_naming_the_field(as_tenant, tenant, query, field):
 
 @pytest.mark.parametrize("limit", ["1", "1000"])
 def test_limit_bounds_are_accepted(as_tenant, seed, tenant, limit):
-    tree = seed.tree(tenant, pieces_per_assembly=2)
+    seed.tree(tenant, pieces_per_assembly=2)
     assert len(guids(as_tenant(tenant).get(LIST, limit=limit))) == min(int(limit), 2)
 
 

@@ -88,7 +88,9 @@ def test_outage_is_503_and_the_service_recovers_by_itself(stack, mode, record_pr
     during = _phase(server, tenant)
     statuses = [status for status, _, _ in during]
     if statuses != [503] * len(during):
-        print("\n".join(line for line in server.log_text().splitlines() if "INFO" not in line and "No such file" not in line)[-20000:])
+        noteworthy = [line for line in server.log_text().splitlines()
+                      if "INFO" not in line and "No such file" not in line]
+        print("\n".join(noteworthy)[-20000:])
     assert statuses == [503] * len(during), during
     assert all(body == {"detail": "Database unavailable"} for _, body, _ in during), during
     slowest = max(elapsed for _, _, elapsed in during)

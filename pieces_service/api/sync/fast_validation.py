@@ -57,8 +57,8 @@ def _check_for(field: ma.fields.Field) -> Check | None:
         low = 0 if low is None else low
 
         def check_str(value):
-            if isinstance(value, str) and low <= len(value) and (high is None or len(value) <= high) \
-                    and not _BAD_TEXT.search(value):
+            if isinstance(value, str) and low <= len(value) \
+                    and (high is None or len(value) <= high) and not _BAD_TEXT.search(value):
                 return True, value
             return False, None
         return check_str

@@ -1,0 +1,209 @@
+"""What each scenario requests: targets picked at random from the loaded data, written as
+files that the wrk script (bench/lua/bench.lua) and pgbench read.
+
+For every read scenario one list of (tenant, DAO arguments) is drawn; from it come
+  - `<scenario>.targets`: "<path> <bearer token>" per line, for wrk (a random line per request);
+  - `pgbench/<scenario>/NNN.sql`: the first PGBENCH_SCRIPTS targets as pgbench scripts that run
+    exactly what a request runs (pieces_service.db's transaction setup, the DAO statement with
+    the values psycopg2 inlines, COMMIT), picked at random per transaction by pgbench.
+"""
+from __future__ import annotations
+
+import random
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlencode
+
+import jwt
+from sqlalchemy.engine import URL
+
+from pieces_service import db as service_db
+from pieces_service.api.pieces.resources import decode_cursor, encode_cursor
+from pieces_service.config import Config
+from pieces_service.dao import load_queries
+from pieces_service.migrate import connect
+
+JWT_SECRET = "pieces-bench-secret-for-benchmarks-only-0123456789"
+TARGETS_PER_SCENARIO = 20_000
+PGBENCH_SCRIPTS = 100  # pgbench accepts at most 128 scripts
+DEEP_PAGE = 500
+PAGE_SIZE = 100
+SYNC_ITEMS = 1000
+
+_PIECES_SQL = load_queries("pieces.sql")
+
+
+@dataclass
+class Scenario:
+    name: str
+    title: str
+    kind: str  # "get", "sync" or "resend"
+    targets_file: Path | None = None
+    pgbench_dir: Path | None = None
+    pool_file: Path | None = None
+    note: str = ""
+    info: dict = field(default_factory=dict)
+
+
+def token(tenant: str, role: str) -> str:
+    return jwt.encode({"sub": f"bench-{role}", "company_guid": tenant, "role": role,
+                       "exp": int(time.time()) + 7 * 86400}, JWT_SECRET, algorithm="HS256")
+
+
+def _setup_sql(cur, tenant: str, *, readonly: bool) -> str:
+    """pieces_service.db's per-request setup, as one pgbench compound command."""
+    defaults = Config.__dataclass_fields__
+    setup = service_db._SETUP.format(
+        mode="READ ONLY" if readonly else "READ WRITE",
+        statement_timeout=int(defaults["statement_timeout_ms"].default),
+        idle_timeout=int(defaults["idle_in_transaction_timeout_ms"].default),
+    )
+    return cur.mogrify(setup, {"tenant": tenant}).decode().replace(";", " \\;")
+
+
+def _list_args(tenant, *, project=None, assembly=None, limit=100, offset=0, after=None):
+    return {
+        "tenant": uuid.UUID(tenant),
+        "project_guid": uuid.UUID(project) if project else None,
+        "component_guid": None,
+        "assembly_guid": uuid.UUID(assembly) if assembly else None,
+        "include_inactive": False,
+        "limit": limit,
+        "offset": offset,
+        "after_created_at": after[0] if after else None,
+        "after_guid": after[1] if after else None,
+    }
+
+
+def _write_pgbench(cur, directory: Path, picks: list[tuple[str, str, dict]]) -> None:
+    directory.mkdir(parents=True)
+    for n, (tenant, query, args, _) in enumerate(picks[:PGBENCH_SCRIPTS]):
+        statement = cur.mogrify(_PIECES_SQL[query], args).decode()
+        (directory / f"{n:03d}.sql").write_text(
+            f"{_setup_sql(cur, tenant, readonly=True)};\n{statement};\nCOMMIT;\n")
+
+
+def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:
+    """Draw the targets of every scenario from the database at `url` into `out`."""
+    rng = random.Random(seed)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    conn = connect(url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET TIME ZONE 'UTC'")  # as the service's connections (cursor text)
+            cur.execute("SELECT value FROM bench_meta WHERE key = 'big_projects'")
+            big_projects = cur.fetchone()[0].split()
+            cur.execute("SELECT company_guid::text, guid::text FROM projects WHERE is_active"
+                        " AND NOT guid = ANY (%s::uuid[]) ORDER BY guid", (big_projects,))
+            projects = cur.fetchall()
+            cur.execute("SELECT company_guid::text, project_guid::text, component_guid::text,"
+                        " guid::text FROM assemblies WHERE is_active ORDER BY guid")
+            assemblies = cur.fetchall()
+            cur.execute("SELECT reltuples FROM pg_class WHERE relname = 'pieces'")
+            estimate = max(cur.fetchone()[0], 1)
+            cur.execute("SELECT setseed(0.5)")
+            cur.execute(f"SELECT company_guid::text, guid::text FROM pieces"
+                        f" TABLESAMPLE BERNOULLI ({min(100.0, 3 * TARGETS_PER_SCENARIO * 100 / estimate)})"
+                        f" REPEATABLE (7) WHERE is_active LIMIT {TARGETS_PER_SCENARIO}")
+            pieces = cur.fetchall()
+            # The deep pages: pages DEEP_PAGE-9 .. DEEP_PAGE+10 of every big project (fewer
+            # pages when a small data set's big projects are shorter).
+            deep: list[tuple[str, str, int, str]] = []  # tenant, project, page, cursor key
+            page1: list[tuple[str, str]] = []
+            for project in big_projects:
+                cur.execute("SELECT company_guid::text, count(*) FILTER (WHERE is_active)"
+                            " FROM pieces WHERE project_guid = %s GROUP BY 1", (project,))
+                tenant, active = cur.fetchone()
+                last_page = min(DEEP_PAGE + 10, active // PAGE_SIZE)
+                pages = list(range(max(2, last_page - 19), last_page + 1))
+                cur.execute(
+                    "SELECT n, created_at::text || ' ' || guid::text FROM ("
+                    " SELECT created_at, guid,"
+                    "        row_number() OVER (ORDER BY created_at, guid) AS n"
+                    " FROM pieces WHERE company_guid = %s AND project_guid = %s AND is_active"
+                    ") ranked WHERE n = ANY (%s)",
+                    (tenant, project, [(p - 1) * PAGE_SIZE for p in pages]))
+                for n, key in cur.fetchall():
+                    deep.append((tenant, project, n // PAGE_SIZE + 1, key))
+                page1.append((tenant, project))
+            tokens = {t: token(t, "Operator") for t in {p[0] for p in projects}}
+            sync_tokens = {t: token(t, "Integration") for t in tokens}
+
+            def pick(pool, k=TARGETS_PER_SCENARIO):
+                return [rng.choice(pool) for _ in range(k)]
+
+            def listing(t, **params):
+                """(tenant, DAO query, DAO arguments, request path) of one list request."""
+                after = params.pop("cursor_key", None)
+                args = _list_args(t, project=params.get("project_guid"),
+                                  assembly=params.get("assembly_guid"),
+                                  limit=params.get("limit", PAGE_SIZE),
+                                  offset=params.get("offset", 0),
+                                  after=decode_cursor(encode_cursor(after)) if after else None)
+                if after:
+                    params["cursor"] = encode_cursor(after)
+                return t, "list_pieces", args, "/api/v1/pieces?" + urlencode(params)
+
+            pages = sorted({d[2] for d in deep})
+            page_note = (f"pages {pages[0]}-{pages[-1]} of {PAGE_SIZE} in the "
+                         f"{len(big_projects)} big projects")
+            reads: dict[str, tuple[str, str, list]] = {
+                "list_project_100": ("List by project, limit=100", "", [
+                    listing(t, project_guid=p, limit=100) for t, p in pick(projects)]),
+                "list_project_1000": ("List by project, limit=1000", "", [
+                    listing(t, project_guid=p, limit=1000) for t, p in pick(projects)]),
+                "list_assembly": ("List by assembly (limit=100)", "", [
+                    listing(t, assembly_guid=a) for t, _, _, a in pick(assemblies)]),
+                "detail": ("Detail by guid", "", [
+                    (t, "get_piece", {"tenant": uuid.UUID(t), "guid": uuid.UUID(g),
+                                      "include_inactive": False}, f"/api/v1/pieces/{g}")
+                    for t, g in pick(pieces)]),
+                "big_page1": ("Big project, page 1 (limit=100)",
+                              f"the {len(big_projects)} big projects", [
+                    listing(t, project_guid=p, limit=100) for t, p in pick(page1)]),
+                "deep_offset": (f"Deep page by offset (~page {DEEP_PAGE})", page_note, [
+                    listing(t, project_guid=p, limit=100, offset=(n - 1) * PAGE_SIZE)
+                    for t, p, n, _ in pick(deep)]),
+                "deep_cursor": (f"Deep page by cursor (~page {DEEP_PAGE})", page_note, [
+                    listing(t, project_guid=p, limit=100, cursor_key=k)
+                    for t, p, n, k in pick(deep)]),
+            }
+
+            scenarios = []
+            for name, (title, note, picks) in reads.items():
+                targets_file = out / f"{name}.targets"
+                targets_file.write_text("".join(f"{path} {tokens[t]}\n"
+                                                for t, _, _, path in picks))
+                pgbench_dir = out / "pgbench" / name
+                _write_pgbench(cur, pgbench_dir, picks)
+                scenarios.append(Scenario(name, title, "get", targets_file, pgbench_dir,
+                                          note=note))
+
+            # Sync: parents from active, non-big projects; each batch is one tenant's.
+            def pool_lines(rows):
+                return "".join(f"{t} {p} {c} {a} {sync_tokens[t]}\n" for t, p, c, a in rows)
+
+            big = set(big_projects)
+            sync_parents = [a for a in assemblies if a[1] not in big]
+            sync_pool = out / "sync.pool"
+            sync_pool.write_text(pool_lines(pick(sync_parents, 2000)))
+            resend_pool = out / "resend.pool"  # fixed order: resent batches keep their keys
+            resend_pool.write_text(pool_lines(sync_parents[:64]))
+            scenarios.append(Scenario("sync_insert", f"Sync {SYNC_ITEMS} new pieces", "sync",
+                                      pool_file=sync_pool))
+            scenarios.append(Scenario("sync_resend", f"Sync resend {SYNC_ITEMS} (no-op)",
+                                      "resend", pool_file=resend_pool))
+    finally:
+        conn.close()
+    return scenarios
+
+
+def sync_cleanup_sql() -> str:
+    """Removes the pieces the sync scenarios inserted (their piece_ids start with S or R)."""
+    return "DELETE FROM pieces WHERE piece_id LIKE 'S%' OR piece_id LIKE 'R%'"

@@ -5,6 +5,8 @@ Tokens are verified with PyJWT against the algorithms pinned by the configured k
 """
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from enum import Enum
@@ -57,6 +59,11 @@ class UnknownRole(Exception):
 
 def decode_token(token: str, settings: JWTSettings) -> Principal:
     """Verify `token` and return its principal; raise `InvalidToken` or `UnknownRole`."""
+    return _verify(token, settings)[0]
+
+
+def _verify(token: str, settings: JWTSettings) -> tuple[Principal, float]:
+    """The principal of `token` and the time until which it stays valid."""
     if len(token) > _MAX_TOKEN_LENGTH:
         raise InvalidToken("Token too long")
     options = {"require": list(REQUIRED_CLAIMS)}
@@ -100,7 +107,35 @@ def decode_token(token: str, settings: JWTSettings) -> Principal:
         role = Role(claims["role"])
     except (ValueError, TypeError):
         raise UnknownRole() from None
-    return Principal(subject=subject, company_guid=company_guid, role=role)
+    principal = Principal(subject=subject, company_guid=company_guid, role=role)
+    return principal, float(claims["exp"]) + settings.leeway_seconds
+
+
+class VerifiedTokens:
+    """Tokens already verified by this process, until they expire.
+
+    Callers reuse one token for many requests; verifying its signature each time is a few
+    percent of a request. A token enters only after full verification and is served from here
+    only while `exp` (plus the configured leeway) has not passed, exactly as PyJWT would
+    accept it. Bounded: the oldest entries go first.
+    """
+
+    def __init__(self, max_entries: int = 4096):
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def principal(self, token: str, settings: JWTSettings) -> Principal:
+        entry = self._entries.get(token)
+        if entry is not None and time.time() < entry[1]:
+            return entry[0]
+        principal, valid_until = _verify(token, settings)
+        with self._lock:
+            self._entries.pop(token, None)
+            while len(self._entries) >= self.max_entries:
+                self._entries.pop(next(iter(self._entries)))
+            self._entries[token] = (principal, valid_until)
+        return principal
 
 
 def _bearer_token() -> str:
@@ -118,7 +153,8 @@ def authenticate() -> Principal:
     principal = g.get("principal")
     if principal is None:
         try:
-            principal = decode_token(_bearer_token(), current_app.config["PIECES"].jwt)
+            tokens = current_app.extensions.setdefault("pieces_tokens", VerifiedTokens())
+            principal = tokens.principal(_bearer_token(), current_app.config["PIECES"].jwt)
         except InvalidToken as exc:
             abort(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'
                                           if request.headers.get("Authorization")

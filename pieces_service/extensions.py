@@ -8,7 +8,9 @@ from typing import NoReturn
 import flask_smorest
 import psycopg2.errors
 import marshmallow as ma
+import orjson
 from sqlalchemy import exc as sa_exc
+from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
 
@@ -57,6 +59,19 @@ class StrictParser(FlaskParser):
         except RecursionError:
             abort(422, "Invalid JSON body: nested too deeply.",
                   errors={"json": ["Nested too deeply."]})
+
+    def _raw_load_json(self, req):
+        """Parse with orjson (several times faster than json on a 1000-item sync body); its
+        JSONDecodeError is json's, so webargs' invalid-JSON handling below still applies."""
+        data = req.get_data(cache=True)
+        if not is_json_request(req) or not data:
+            return ma.missing  # an empty body is "missing data", as webargs has it
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            # orjson is stricter than JSON itself (it refuses lone surrogate escapes, which
+            # the field validators then name precisely): let the standard parser decide.
+            return core.parse_json(data)
 
     def _handle_invalid_json_error(self, error, req, *args, **kwargs) -> NoReturn:
         abort(422, "Invalid JSON body.", errors={"json": ["Invalid JSON body."]})

@@ -13,6 +13,7 @@ import os
 from datetime import datetime, timezone
 
 from flask import g, has_request_context
+from gunicorn import glogging
 
 ACCESS_LOGGER = "pieces_service.access"
 
@@ -80,3 +81,10 @@ def logging_config(level: str = "INFO") -> dict:
             ACCESS_LOGGER: {"level": "INFO", "propagate": True},
         },
     }
+
+
+class NoAccessLogger(glogging.Logger):
+    """gunicorn's logger without its access log (the application logs each request)."""
+
+    def access(self, resp, req, environ, request_time):
+        return None

@@ -278,3 +278,24 @@ def test_es256_configuration_accepts_es256_tokens(app_factory, db_url, tenant):
     response = client.get(LIST, headers=bearer(token))
     assert response.status_code == 200, response.json
     assert_401(client.get(LIST, headers=bearer(make_token(tenant, "Operator"))))
+
+
+def test_verified_token_cache_honours_expiry_and_bounds():
+    from pieces_service.auth import InvalidToken, VerifiedTokens
+
+    settings = JWTSettings(TEST_SECRET, ("HS256",))
+    cache = VerifiedTokens(max_entries=2)
+    company = uuid.uuid4()
+    short = make_token(company, "Operator", exp_in=1)
+    assert cache.principal(short, settings).company_guid == company
+    # Once exp has passed, the cached entry is not served: full verification refuses it.
+    time.sleep(2.1)
+    with pytest.raises(InvalidToken):
+        cache.principal(short, settings)
+    tokens = [make_token(uuid.uuid4(), "Operator", sub=f"u{i}") for i in range(3)]
+    for token in tokens:
+        cache.principal(token, settings)
+    assert len(cache._entries) == 2 and tokens[0] not in cache._entries
+    # A cached token is never served for a tampered copy.
+    with pytest.raises(InvalidToken):
+        cache.principal(tokens[2][:-2] + ("AA" if tokens[2][-2:] != "AA" else "BB"), settings)

@@ -60,7 +60,7 @@ def _check_parents(page: pieces.PiecePage, args: dict) -> None:
 
 @blp.route("")
 class PieceList(MethodView):
-    @blp.arguments(PieceListArgs, location="query", as_kwargs=True)
+    @blp.arguments(PieceListArgs(), location="query", as_kwargs=True)
     @blp.response(200, PieceResponse(many=True), content_type=JSON,
                   example=[examples.PIECE_RESPONSE],
                   headers={"Link": {"description": 'Next page: `<url>; rel="next"`',
@@ -99,7 +99,7 @@ class PieceList(MethodView):
 
 @blp.route("/<uuid:piece_guid>")
 class PieceItem(MethodView):
-    @blp.arguments(PieceDetailArgs, location="query", as_kwargs=True)
+    @blp.arguments(PieceDetailArgs(), location="query", as_kwargs=True)
     @blp.response(200, PieceDetail, content_type=JSON, example=examples.PIECE_DETAIL)
     @blp.alt_response(403, schema=ErrorSchema, description="Another tenant's piece")
     @blp.alt_response(404, schema=ErrorSchema, description="No such piece (or soft-deleted)")

@@ -156,7 +156,7 @@ def run_sync(principal: Principal, kind: Kind, items: list[dict]) -> dict:
 def _register(kind: Kind, schema) -> None:
     @blp.route(f"/{kind.key}", endpoint=f"sync_{kind.key}")
     class SyncView(MethodView):
-        @blp.arguments(schema, example=examples.SYNC_BODIES[kind.key])
+        @blp.arguments(schema(), example=examples.SYNC_BODIES[kind.key])
         @blp.response(200, SyncResult, example=examples.SYNC_RESULT)
         @blp.alt_response(400, schema=ErrorSchema, description="More than 1000 items")
         @blp.alt_response(403, schema=ErrorSchema, description="Another tenant's company/guid")

@@ -294,7 +294,8 @@ def load(url: URL, pieces: int, *, echo=print) -> dict:
     timings: dict = {"skipped": False, "pieces": pieces}
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user")
+            cur.execute("SELECT rolsuper OR rolbypassrls FROM pg_roles"
+                        " WHERE rolname = current_user")
             if not cur.fetchone()[0]:
                 raise SystemExit("bench.data: the bench database user must be a superuser "
                                  "(row-level security is FORCEd on the tables)")

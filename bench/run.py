@@ -281,9 +281,11 @@ def sync_db_floor(url, pool_file: Path, seconds: int) -> dict:
                           "material_type": "PVC", "is_active": True, "deleted_at": None}
                          for k in range(workload.SYNC_ITEMS)]
                 conn.exec_driver_sql(setup, {"tenant": tenant})
-                sync_dao.lock_parents(conn, tenant=tenant_id, project_guids=[items[0]["project_guid"]],
-                                      component_guids=[items[0]["component_guid"]],
-                                      assembly_guids=[items[0]["assembly_guid"]])
+                first = items[0]
+                sync_dao.lock_parents(conn, tenant=tenant_id,
+                                      project_guids=[first["project_guid"]],
+                                      component_guids=[first["component_guid"]],
+                                      assembly_guids=[first["assembly_guid"]])
                 added, _ = sync_dao.upsert(conn, table="pieces", tenant=tenant_id, items=items)
                 conn.exec_driver_sql("COMMIT")
                 inserted += added

@@ -109,7 +109,8 @@ def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:
             estimate = max(cur.fetchone()[0], 1)
             cur.execute("SELECT setseed(0.5)")
             cur.execute(f"SELECT company_guid::text, guid::text FROM pieces"
-                        f" TABLESAMPLE BERNOULLI ({min(100.0, 3 * TARGETS_PER_SCENARIO * 100 / estimate)})"
+                        " TABLESAMPLE BERNOULLI"
+                        f" ({min(100.0, 3 * TARGETS_PER_SCENARIO * 100 / estimate)})"
                         f" REPEATABLE (7) WHERE is_active LIMIT {TARGETS_PER_SCENARIO}")
             pieces = cur.fetchall()
             # The deep pages: pages DEEP_PAGE-9 .. DEEP_PAGE+10 of every big project (fewer

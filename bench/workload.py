@@ -24,6 +24,7 @@ from pieces_service import db as service_db
 from pieces_service.api.pieces.resources import decode_cursor, encode_cursor
 from pieces_service.config import Config
 from pieces_service.dao import load_queries
+from pieces_service.dao import pieces as pieces_dao
 from pieces_service.migrate import connect
 
 JWT_SECRET = "pieces-bench-secret-for-benchmarks-only-0123456789"
@@ -81,7 +82,9 @@ def _list_args(tenant, *, project=None, assembly=None, limit=100, offset=0, afte
 def _write_pgbench(cur, directory: Path, picks: list[tuple[str, str, dict]]) -> None:
     directory.mkdir(parents=True)
     for n, (tenant, query, args, _) in enumerate(picks[:PGBENCH_SCRIPTS]):
-        statement = cur.mogrify(_PIECES_SQL[query], args).decode()
+        sql = (pieces_dao.list_statement(args["offset"]) if query == "list_pieces"
+               else _PIECES_SQL[query])
+        statement = cur.mogrify(sql, args).decode()
         (directory / f"{n:03d}.sql").write_text(
             f"{_setup_sql(cur, tenant, readonly=True)};\n{statement};\nCOMMIT;\n")
 

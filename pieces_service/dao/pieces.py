@@ -16,6 +16,11 @@ _LIST_SHALLOW = _Q["list_pieces"].format(page=_Q["page_direct"])
 _LIST_DEEP = _Q["list_pieces"].format(page=_Q["page_by_keys"])
 
 
+def list_statement(offset: int) -> str:
+    """The list statement used for a page at `offset` (the benchmark replays it too)."""
+    return _LIST_DEEP if offset >= DEEP_OFFSET else _LIST_SHALLOW
+
+
 @dataclass(frozen=True)
 class PiecePage:
     """A list page and the parent checks made in the same statement."""
@@ -53,7 +58,7 @@ def list_pieces(
     """One page of `tenant`'s pieces in (created_at, guid) order, after the keyset `after`
     when given, with the parent filters checked against the same tenant."""
     row = conn.exec_driver_sql(
-        _LIST_DEEP if offset >= DEEP_OFFSET else _LIST_SHALLOW,
+        list_statement(offset),
         {
             "tenant": tenant,
             "project_guid": project_guid,

@@ -78,7 +78,7 @@ def get_engine() -> Engine:
 
 
 def init_app(app) -> None:
-    """Register the engine slot and dispose of the pool when the app is torn down."""
+    """Register the per-process engine slot (the engine itself is built on first use)."""
     app.extensions["pieces_db"] = {}
 
 

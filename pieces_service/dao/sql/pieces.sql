@@ -109,8 +109,8 @@ page_keys AS (
 
 -- name: get_piece
 -- One piece (PieceDetail) as JSON, with the names of any required fields that are NULL
--- and the tenant owning the GUID (from pieces_guid_owners, so "someone else's" can be told
--- apart from "absent"). Soft-deleted rows count only with include_inactive.
+-- and, when the row is not visible, the tenant owning the GUID (from pieces_guid_owners, so
+-- "someone else's" can be told apart from "absent"). Soft-deleted rows count only with include_inactive.
 WITH owner AS (
     SELECT company_guid
     FROM pieces_guid_owners('piece', ARRAY[%(guid)s::uuid])
@@ -182,7 +182,9 @@ WITH owner AS (
       AND guid = %(guid)s
       AND (is_active OR %(include_inactive)s)
 )
-SELECT (SELECT company_guid FROM owner) AS owner_company_guid,
+SELECT CASE WHEN detail.guid IS NULL  -- the owner probe runs only for a row not visible
+            THEN (SELECT company_guid FROM owner)
+       END AS owner_company_guid,
        array_remove(ARRAY[
            CASE WHEN detail.guid IS NULL THEN 'guid' END,
            CASE WHEN detail.piece_id IS NULL THEN 'piece_id' END,

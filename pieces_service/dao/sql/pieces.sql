@@ -109,8 +109,9 @@ page_keys AS (
 
 -- name: get_piece
 -- One piece (PieceDetail) as JSON, with the names of any required fields that are NULL
--- and, when the row is not visible, the tenant owning the GUID (from pieces_guid_owners, so
--- "someone else's" can be told apart from "absent"). Soft-deleted rows count only with include_inactive.
+-- and, when the row is not visible, the tenant owning the GUID (from pieces_guid_owners,
+-- so "someone else's" can be told apart from "absent"). Soft-deleted rows count only with
+-- include_inactive.
 WITH owner AS (
     SELECT company_guid
     FROM pieces_guid_owners('piece', ARRAY[%(guid)s::uuid])

@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: help install run test migrate bench fuzz lint clean
 
 help:  ## List the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 install: $(STAMP)  ## Create the virtualenv and install the service with its test tools
 
-run: $(STAMP)  ## Serve on 127.0.0.1:$$PORT (default 8000) with demo data; embedded PostgreSQL unless DATABASE_URL
+run: $(STAMP)  ## Serve on 127.0.0.1:$PORT (default 8000) with demo data; embedded PostgreSQL unless DATABASE_URL
 	$(PY) -m pieces_service.localrun
 
 test: $(STAMP)  ## Run the whole suite against real PostgreSQL (TEST_DATABASE_URL, else embedded)

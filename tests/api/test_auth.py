@@ -1,9 +1,7 @@
 """SPEC §2: bearer tokens, required claims, algorithms, audience/issuer, roles."""
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -13,29 +11,17 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import TEST_SECRET, assert_error, make_token
+from conftest import TEST_SECRET, _b64, assert_error, claims_for, forge_token, make_token
 from pieces_service.config import Config, JWTSettings
 
 LIST = "/api/v1/pieces"
 ROLES = ("SystemAdmin", "CompanyAdmin", "ProjectManager", "Operator", "Integration")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def raw_token(header: dict, claims: dict, secret: bytes | None, digest=hashlib.sha256) -> str:
-    """A JWT assembled by hand (PyJWT refuses to build some of the hostile ones)."""
-    signing_input = _b64(json.dumps(header).encode()) + "." + _b64(json.dumps(claims).encode())
-    signature = hmac.new(secret, signing_input.encode(), digest).digest() if secret else b""
-    return signing_input + "." + _b64(signature)
 
 
-def claims_for(company, role="Operator", **overrides):
-    claims = {"sub": "user-1", "company_guid": str(company), "role": role,
-              "exp": int(time.time()) + 300}
-    claims.update(overrides)
-    return claims
 
 
 def bearer(token: str) -> dict:
@@ -114,7 +100,7 @@ def test_expired_token_is_401(client, tenant):
 
 
 def test_alg_none_is_401(client, tenant):
-    token = raw_token({"alg": "none", "typ": "JWT"}, claims_for(tenant, "SystemAdmin"), None)
+    token = forge_token({"alg": "none", "typ": "JWT"}, claims_for(tenant, "SystemAdmin"), None)
     assert_401(client.get(LIST, headers=bearer(token)))
 
 
@@ -130,7 +116,7 @@ def test_rs256_token_when_hs256_configured_is_401(client, tenant, rsa_key):
 
 def test_hs512_with_the_right_secret_is_401(client, tenant):
     """The algorithm is pinned by the configuration, not chosen by the token."""
-    token = raw_token({"alg": "HS512", "typ": "JWT"}, claims_for(tenant), TEST_SECRET.encode(),
+    token = forge_token({"alg": "HS512", "typ": "JWT"}, claims_for(tenant), TEST_SECRET.encode(),
                       hashlib.sha512)
     assert_401(client.get(LIST, headers=bearer(token)))
 
@@ -154,7 +140,7 @@ def test_non_uuid_company_guid_is_401(client, company):
 
 @pytest.mark.parametrize("sub", ["", 42, None, "x" * 256])
 def test_bad_sub_is_401(client, tenant, sub):
-    token = raw_token({"alg": "HS256", "typ": "JWT"}, claims_for(tenant, sub=sub),
+    token = forge_token({"alg": "HS256", "typ": "JWT"}, claims_for(tenant, sub=sub),
                       TEST_SECRET.encode())
     assert_401(client.get(LIST, headers=bearer(token)))
 
@@ -166,7 +152,7 @@ def test_bad_sub_is_401(client, tenant, sub):
     {"iat": "yesterday"},
 ])
 def test_not_yet_valid_or_badly_typed_time_claims_are_401(client, tenant, extra):
-    token = raw_token({"alg": "HS256", "typ": "JWT"}, claims_for(tenant, **extra),
+    token = forge_token({"alg": "HS256", "typ": "JWT"}, claims_for(tenant, **extra),
                       TEST_SECRET.encode())
     assert_401(client.get(LIST, headers=bearer(token)))
 
@@ -257,13 +243,13 @@ def test_rs256_configuration_rejects_other_private_key(rs256_client, tenant):
 
 def test_rs256_configuration_rejects_hs256_signed_with_public_pem(rs256_client, tenant, rsa_key):
     """Key confusion: the public key's PEM used as an HMAC secret must not verify."""
-    token = raw_token({"alg": "HS256", "typ": "JWT"}, claims_for(tenant, "SystemAdmin"),
+    token = forge_token({"alg": "HS256", "typ": "JWT"}, claims_for(tenant, "SystemAdmin"),
                       pem_public(rsa_key).encode())
     assert_401(rs256_client.get(LIST, headers=bearer(token)))
 
 
 def test_rs256_configuration_rejects_alg_none(rs256_client, tenant):
-    token = raw_token({"alg": "none", "typ": "JWT"}, claims_for(tenant, "SystemAdmin"), None)
+    token = forge_token({"alg": "none", "typ": "JWT"}, claims_for(tenant, "SystemAdmin"), None)
     assert_401(rs256_client.get(LIST, headers=bearer(token)))
 
 

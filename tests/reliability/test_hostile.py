@@ -2,9 +2,7 @@
 500, never a leak. (The ordinary auth cases live in tests/api/test_auth.py.)"""
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
 import time
 import uuid
@@ -14,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import LEAK_MARKERS, TEST_SECRET, make_token
+from conftest import LEAK_MARKERS, TEST_SECRET, claims_for, forge_token, make_token
 from pieces_service.api.pieces.schemas import DIMENSION_ATTRIBUTES, TEXT_ATTRIBUTES
 from pieces_service.config import JWTSettings
 
@@ -22,23 +20,10 @@ LIST = "/api/v1/pieces"
 SYNC_KINDS = ("projects", "components", "assemblies", "pieces")
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
-def forge(header: dict, claims, key: bytes | None, digest=hashlib.sha256) -> str:
-    """A JWT assembled by hand, so that nothing refuses to build the hostile ones."""
-    payload = claims if isinstance(claims, bytes) else json.dumps(claims).encode()
-    signing_input = _b64(json.dumps(header).encode()) + "." + _b64(payload)
-    signature = hmac.new(key, signing_input.encode(), digest).digest() if key else b""
-    return signing_input + "." + _b64(signature)
 
 
-def claims_for(company, role="Operator", **overrides):
-    claims = {"sub": "user-1", "company_guid": str(company), "role": role,
-              "exp": int(time.time()) + 300}
-    claims.update(overrides)
-    return claims
 
 
 def assert_clear_4xx(response, *statuses):
@@ -89,7 +74,7 @@ def _public_forms(rsa_key) -> dict[str, bytes]:
 
 @pytest.mark.parametrize("alg", ["none", "None", "NONE", "nOnE", ""])
 def test_unsigned_tokens_in_every_spelling_are_401(rs256_client, tenant, alg):
-    token = forge({"alg": alg, "typ": "JWT"}, rs256_claims(tenant), None)
+    token = forge_token({"alg": alg, "typ": "JWT"}, rs256_claims(tenant), None)
     for candidate in (token, token.rstrip("."), token + "AAAA"):
         assert_clear_4xx(rs256_client.get(LIST, headers={"Authorization": "Bearer " + candidate}),
                          401)
@@ -102,7 +87,7 @@ def test_hmac_signed_with_the_public_key_is_401(rs256_client, rsa_key, tenant, f
                                                 digest):
     """Algorithm confusion: the public key (every encoding of it) used as an HMAC secret."""
     key = _public_forms(rsa_key)[form]
-    token = forge({"alg": alg, "typ": "JWT"}, rs256_claims(tenant), key, digest)
+    token = forge_token({"alg": alg, "typ": "JWT"}, rs256_claims(tenant), key, digest)
     assert_clear_4xx(rs256_client.get(LIST, headers={"Authorization": "Bearer " + token}), 401)
 
 
@@ -162,21 +147,21 @@ HOSTILE_CLAIMS = [
 
 @pytest.mark.parametrize("overrides", HOSTILE_CLAIMS, ids=lambda o: repr(o)[:40])
 def test_hostile_claim_values_are_4xx(client, tenant, overrides):
-    token = forge({"alg": "HS256", "typ": "JWT"}, claims_for(tenant, **overrides),
+    token = forge_token({"alg": "HS256", "typ": "JWT"}, claims_for(tenant, **overrides),
                   TEST_SECRET.encode())
     assert_clear_4xx(client.get(LIST, headers={"Authorization": "Bearer " + token}), 401, 403)
 
 
 def test_far_future_exp_signed_by_the_issuer_is_no_500(client, tenant):
     """Validly signed, so accepted; the point is that the float does not break anything."""
-    token = forge({"alg": "HS256"}, claims_for(tenant, exp=1e308), TEST_SECRET.encode())
+    token = forge_token({"alg": "HS256"}, claims_for(tenant, exp=1e308), TEST_SECRET.encode())
     assert client.get(LIST, headers={"Authorization": "Bearer " + token}).status_code == 200
 
 
 @pytest.mark.parametrize("payload", [b"[]", b'"x"', b"null", b"42", b"{", b"\xff\xfe",
                                      b'{"sub": "a", "sub": "b"}', b"{}" * 1000])
 def test_non_object_or_broken_payloads_are_401(client, payload):
-    token = forge({"alg": "HS256"}, payload, TEST_SECRET.encode())
+    token = forge_token({"alg": "HS256"}, payload, TEST_SECRET.encode())
     assert_clear_4xx(client.get(LIST, headers={"Authorization": "Bearer " + token}), 401)
 
 

@@ -40,6 +40,20 @@ SELECT EXISTS (SELECT FROM project) AS project_found,
        (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
         FROM page) AS body;
 
+-- name: page_filters
+-- The filters, order and window of a list page: one text for both page plans.
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (is_active OR %(include_inactive)s)
+      AND (%(after_created_at)s::timestamptz IS NULL
+           OR (created_at, guid) > (%(after_created_at)s::timestamptz, %(after_guid)s::uuid))
+    ORDER BY created_at,
+             guid
+    LIMIT %(limit)s
+    OFFSET %(offset)s
+
 -- name: page_direct
 -- The page read straight from the order index: best for the first pages.
 page AS (
@@ -57,17 +71,7 @@ page AS (
            company_guid,
            created_at
     FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (is_active OR %(include_inactive)s)
-      AND (%(after_created_at)s::timestamptz IS NULL
-           OR (created_at, guid) > (%(after_created_at)s::timestamptz, %(after_guid)s::uuid))
-    ORDER BY created_at,
-             guid
-    LIMIT %(limit)s
-    OFFSET %(offset)s
+    {filters}
 )
 
 -- name: page_by_keys
@@ -77,17 +81,7 @@ page AS (
 page_keys AS (
     SELECT guid
     FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (is_active OR %(include_inactive)s)
-      AND (%(after_created_at)s::timestamptz IS NULL
-           OR (created_at, guid) > (%(after_created_at)s::timestamptz, %(after_guid)s::uuid))
-    ORDER BY created_at,
-             guid
-    LIMIT %(limit)s
-    OFFSET %(offset)s
+    {filters}
 ), page AS (
     SELECT guid,
            piece_id,

@@ -35,12 +35,13 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
 
     from . import conditional, db, health, observability
     from .api import register_blueprints
-    from .auth import authenticate
+    from . import auth
     from .extensions import Api
 
     # First: every request, even one refused by authentication below, gets an id and a log line.
     observability.init_app(app)
     db.init_app(app)
+    auth.init_app(app)
     api = Api(app, spec_kwargs={
         "components": {"securitySchemes": {
             "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
@@ -56,7 +57,7 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
     def _authenticate_api_calls():
         path = request.path
         if path.startswith(API_PREFIX + "/") and not path.startswith(_PUBLIC_API_PATHS):
-            authenticate()
+            auth.authenticate()
 
     return app
 

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import uuid
 
+from sqlalchemy.engine import Connection
+
+from . import db
 from .auth import Principal
+from .dao import ownership
 from .extensions import abort
 
 
@@ -23,3 +27,16 @@ def list_tenant(principal: Principal, company_guid: uuid.UUID | None) -> uuid.UU
 def may_write_tenant(principal: Principal, company_guid: uuid.UUID) -> bool:
     """Whether sync may write rows of `company_guid`."""
     return principal.is_system_admin or company_guid == principal.company_guid
+
+
+def acting_tenant(conn: Connection, principal: Principal, entity: ownership.Entity,
+                  guid: uuid.UUID) -> uuid.UUID:
+    """The tenant a request on one GUID acts in: the caller's own; for SystemAdmin, the
+    tenant owning the GUID, to which the transaction's RLS tenant is switched."""
+    tenant = principal.company_guid
+    if principal.is_system_admin:
+        owner = ownership.guid_owner(conn, entity=entity, guid=guid)
+        if owner is not None and owner != tenant:
+            tenant = owner
+            db.set_tenant(conn, tenant)
+    return tenant

@@ -138,6 +138,11 @@ class VerifiedTokens:
         return principal
 
 
+def init_app(app) -> None:
+    """Give `app` its cache of verified tokens."""
+    app.extensions["pieces_tokens"] = VerifiedTokens()
+
+
 def _bearer_token() -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -153,7 +158,7 @@ def authenticate() -> Principal:
     principal = g.get("principal")
     if principal is None:
         try:
-            tokens = current_app.extensions.setdefault("pieces_tokens", VerifiedTokens())
+            tokens: VerifiedTokens = current_app.extensions["pieces_tokens"]
             principal = tokens.principal(_bearer_token(), current_app.config["PIECES"].jwt)
         except InvalidToken as exc:
             abort(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'

@@ -77,11 +77,6 @@ def get_engine() -> Engine:
     return state["engine"]
 
 
-def init_app(app) -> None:
-    """Register the per-process engine slot (the engine itself is built on first use)."""
-    app.extensions["pieces_db"] = {}
-
-
 _SETUP = (
     "BEGIN ISOLATION LEVEL READ COMMITTED {mode};"
     " SET LOCAL ROLE " + APP_ROLE + ";"
@@ -91,6 +86,20 @@ _SETUP = (
     " SET LOCAL idle_in_transaction_session_timeout = {idle_timeout};"
     " SELECT set_config('pieces.tenant', %(tenant)s, true)"
 )
+
+
+def init_app(app) -> None:
+    """Register the per-process engine slot (the engine itself is built on first use) and
+    the transaction setup statements, which depend only on the configuration."""
+    config: Config = app.config["PIECES"]
+    app.extensions["pieces_db"] = {"setup": {
+        readonly: _SETUP.format(
+            mode="READ ONLY" if readonly else "READ WRITE",
+            statement_timeout=int(config.statement_timeout_ms),
+            idle_timeout=int(config.idle_in_transaction_timeout_ms),
+        )
+        for readonly in (True, False)
+    }}
 
 
 def set_tenant(conn: Connection, tenant: uuid.UUID) -> None:
@@ -103,12 +112,7 @@ def set_tenant(conn: Connection, tenant: uuid.UUID) -> None:
 def transaction(tenant: uuid.UUID, *, readonly: bool) -> Iterator[Connection]:
     """One transaction as `pieces_app` scoped to `tenant`; commits on success, rolls back
     on any exception."""
-    config: Config = current_app.config["PIECES"]
-    setup = _SETUP.format(
-        mode="READ ONLY" if readonly else "READ WRITE",
-        statement_timeout=int(config.statement_timeout_ms),
-        idle_timeout=int(config.idle_in_transaction_timeout_ms),
-    )
+    setup = current_app.extensions["pieces_db"]["setup"][readonly]
     try:
         with get_engine().connect() as conn:
             conn.exec_driver_sql(setup, {"tenant": str(tenant)})

@@ -15,6 +15,8 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 
+from .dao import hierarchy
+
 COMPONENTS_PER_PROJECT = 5
 ASSEMBLIES_PER_COMPONENT = 25
 PIECES_PER_ASSEMBLY = 8
@@ -294,14 +296,9 @@ CROSS JOIN LATERAL (
 WHERE bar.k <= %(pieces)s
 """
 
-# A soft delete as the service's cascade does it (dao/sql/hierarchy.sql), with a chosen
-# deleted_at: the row, then its active descendants level by level, all at the same time.
-_TABLES = {"project": "projects", "component": "components", "assembly": "assemblies",
-           "piece": "pieces"}
-_DESCENDANTS = {"project": ("components", "assemblies", "pieces"),
-                "component": ("assemblies", "pieces"),
-                "assembly": ("pieces",),
-                "piece": ()}
+# A soft delete as the service's cascade does it (dao/hierarchy.py, whose LEVELS it walks),
+# but backdated: the whole load is one transaction, where the service's now() would give
+# every deletion the same deleted_at, and "deleted earlier on its own" needs an earlier one.
 _DELETE_ROW = """
 UPDATE {table}
 SET is_active = false,
@@ -317,7 +314,7 @@ SET is_active = false,
     deleted_at = now() - make_interval(days => %(days_ago)s),
     updated_at = now() - make_interval(days => %(days_ago)s)
 WHERE company_guid = %(tenant)s
-  AND {entity}_guid = %(guid)s
+  AND {parent_column} = %(guid)s
   AND is_active
 """
 _AUDIT = """
@@ -384,9 +381,11 @@ def _apply_deletions(cur, tenant: DemoTenant) -> None:
         params = {"tenant": str(tenant.company_guid),
                   "guid": str(demo_guid(tenant, *deletion.position)),
                   "days_ago": deletion.days_ago, "entity": entity, "actor": DEMO_ACTOR}
-        cur.execute(_DELETE_ROW.format(table=_TABLES[entity]), params)
+        level = hierarchy.LEVELS[entity]
+        cur.execute(_DELETE_ROW.format(table=level.table), params)
         rows = cur.rowcount
-        for table in _DESCENDANTS[entity]:
-            cur.execute(_DELETE_DESCENDANTS.format(table=table, entity=entity), params)
+        for table in level.descendants:
+            cur.execute(_DELETE_DESCENDANTS.format(table=table, parent_column=level.own_column),
+                        params)
             rows += cur.rowcount
         cur.execute(_AUDIT, {**params, "rows": rows})

@@ -13,7 +13,7 @@ INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _storable_text(value: str) -> None:
+def storable_text(value: str) -> None:
     """PostgreSQL text holds neither NUL nor lone UTF-16 surrogates (JSON allows both)."""
     if "\x00" in value:
         raise ma.ValidationError("Must not contain NUL characters.")
@@ -24,7 +24,7 @@ def _storable_text(value: str) -> None:
 def Text(max_length: int = MAX_TEXT_LENGTH, **kwargs) -> ma.fields.String:
     """A string PostgreSQL can store: bounded length, no NUL bytes or lone surrogates."""
     return ma.fields.String(
-        validate=[ma.validate.Length(max=max_length), _storable_text], **kwargs
+        validate=[ma.validate.Length(max=max_length), storable_text], **kwargs
     )
 
 
@@ -32,7 +32,7 @@ def Code(**kwargs) -> ma.fields.String:
     """A required identifying code (piece_id, project code…): 1–255 characters."""
     return ma.fields.String(
         required=True,
-        validate=[ma.validate.Length(min=1, max=MAX_CODE_LENGTH), _storable_text],
+        validate=[ma.validate.Length(min=1, max=MAX_CODE_LENGTH), storable_text],
         **kwargs,
     )
 

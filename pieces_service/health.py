@@ -14,18 +14,11 @@ from flask import Blueprint
 from sqlalchemy import exc as sa_exc
 
 from . import db, migrate
+from .dao import health as health_dao
 
 log = logging.getLogger(__name__)
 
 blp = Blueprint("health", __name__)
-
-# One statement, no tenant data: has this build's newest migration been applied? (Migrations
-# apply in order, so a database with newer ones from a later build also counts as ready.)
-_SCHEMA_CHECK = (
-    "SELECT (SELECT max(version) FROM schema_migrations),"
-    " EXISTS (SELECT FROM schema_migrations WHERE version = %(head)s)"
-)
-
 
 @functools.lru_cache(maxsize=1)
 def _head() -> str:
@@ -48,7 +41,7 @@ def readyz():
     head = _head()
     try:
         with db.get_engine().connect() as conn:
-            current, at_head = conn.exec_driver_sql(_SCHEMA_CHECK, {"head": head}).one()
+            current, at_head = health_dao.schema_state(conn, head=head)
     except sa_exc.ProgrammingError:
         return _not_ready("Database has no schema_migrations table; run the migrations.")
     except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError) as error:

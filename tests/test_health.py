@@ -15,12 +15,17 @@ from pieces_service.config import database_url
 from pieces_service.migrate import head_version, migrate, migration_files
 
 
-def test_livez_needs_no_token_and_no_database(db_url):
-    with socket.socket() as sock:  # a port where no database listens
+@pytest.fixture
+def app_without_database(db_url):
+    """An app whose database URL names a port where nothing listens (held while in use)."""
+    with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-        app = create_app(make_config(db_url.set(host="127.0.0.1", port=port)))
-        response = app.test_client().get("/livez")
+        yield create_app(make_config(db_url.set(host="127.0.0.1", port=port)))
+
+
+def test_livez_needs_no_token_and_no_database(app_without_database):
+    response = app_without_database.test_client().get("/livez")
     assert response.status_code == 200
     assert response.json == {"status": "ok"}
 
@@ -31,12 +36,8 @@ def test_readyz_with_migrated_database(client):
     assert response.json == {"status": "ready", "schema_version": head_version()}
 
 
-def test_readyz_when_database_unreachable(db_url):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        app = create_app(make_config(db_url.set(host="127.0.0.1", port=port)))
-        response = app.test_client().get("/readyz")
+def test_readyz_when_database_unreachable(app_without_database):
+    response = app_without_database.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json == {"detail": "Database unavailable."}
     assert response.headers["Retry-After"]

@@ -13,9 +13,10 @@ _Q = load_queries("pieces.sql")
 # From this offset on, skipping rows in an index-only scan beats reading them (BENCHMARKS.md).
 DEEP_OFFSET = 1000
 _LIST_SHALLOW = _Q["list_pieces"].format(
-    page=_Q["page_direct"].format(filters=_Q["page_filters"]))
+    page=_Q["page_rows"].format(filters=_Q["page_filters"]))
 _LIST_DEEP = _Q["list_pieces"].format(
-    page=_Q["page_by_keys"].format(filters=_Q["page_filters"]))
+    page=_Q["page_keys"].format(filters=_Q["page_filters"],
+                                rows=_Q["page_rows"].format(filters=_Q["keyed_rows"])))
 
 
 def list_statement(offset: int) -> str:

@@ -10,9 +10,9 @@ import uuid
 from flask import Response
 from flask.views import MethodView
 
-from ... import db, observability
+from ... import access, db, observability
 from ...auth import DELETE_RESTORE_ROLES, Principal, require_roles
-from ...dao import audit, hierarchy, ownership
+from ...dao import audit, hierarchy
 from ...extensions import Blueprint, ErrorSchema, abort
 from .. import examples
 
@@ -30,21 +30,10 @@ _KIND_OF_COLUMN = {"project_guid": "project", "component_guid": "component",
                    "assembly_guid": "assembly"}
 
 
-def _tenant_for(conn, principal: Principal, entity: str, guid: uuid.UUID) -> uuid.UUID:
-    """The tenant to act in: the caller's, or for SystemAdmin the GUID's owner."""
-    tenant = principal.company_guid
-    if principal.is_system_admin:
-        owner = ownership.guid_owner(conn, entity=entity, guid=guid)
-        if owner is not None and owner != tenant:
-            tenant = owner
-            db.set_tenant(conn, tenant)
-    return tenant
-
-
 def soft_delete_entity(principal: Principal, entity: str, guid: uuid.UUID) -> int:
     """Delete `entity` `guid` and its active descendants, audited, in one transaction."""
     with db.transaction(principal.company_guid, readonly=False) as conn:
-        tenant = _tenant_for(conn, principal, entity, guid)
+        tenant = access.acting_tenant(conn, principal, entity, guid)
         affected = hierarchy.soft_delete(conn, entity=entity, tenant=tenant, guid=guid)
         if affected is None:
             abort(404, f"{ENTITIES[entity][1]} not found or forbidden")
@@ -59,7 +48,7 @@ def restore_entity(principal: Principal, entity: str, guid: uuid.UUID) -> int:
     an ancestor is itself deleted."""
     name = ENTITIES[entity][1]
     with db.transaction(principal.company_guid, readonly=False) as conn:
-        tenant = _tenant_for(conn, principal, entity, guid)
+        tenant = access.acting_tenant(conn, principal, entity, guid)
         row = hierarchy.lock_deleted(conn, entity=entity, tenant=tenant, guid=guid)
         if row is None:
             abort(404, f"{name} not found or forbidden")

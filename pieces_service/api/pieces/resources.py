@@ -11,7 +11,7 @@ from flask.views import MethodView
 
 from ... import access, db
 from ...auth import READ_ROLES, require_roles
-from ...dao import ownership, pieces
+from ...dao import pieces
 from ...extensions import Blueprint, ErrorSchema, abort
 from .. import examples
 from .schemas import PieceDetail, PieceDetailArgs, PieceListArgs, PieceResponse
@@ -109,13 +109,8 @@ class PieceItem(MethodView):
 
         Every field of the list item plus `updated_at` and the manufacturing attributes.
         """
-        tenant = principal.company_guid
-        with db.transaction(tenant, readonly=True) as conn:
-            if principal.is_system_admin:
-                owner = ownership.guid_owner(conn, entity="piece", guid=piece_guid)
-                if owner is not None and owner != tenant:
-                    tenant = owner
-                    db.set_tenant(conn, tenant)
+        with db.transaction(principal.company_guid, readonly=True) as conn:
+            tenant = access.acting_tenant(conn, principal, "piece", piece_guid)
             row = pieces.get_piece(conn, tenant=tenant, guid=piece_guid,
                                    include_inactive=include_inactive)
         if row.body is None:

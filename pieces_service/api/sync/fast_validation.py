@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import marshmallow as ma
 
-from ...fields import _storable_text
+from ...fields import storable_text
 
 _UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                         r"[0-9a-fA-F]{12}\Z")
@@ -41,7 +41,7 @@ def _bounds(field: ma.fields.Field, kind: type) -> tuple[Any, Any] | None:
         elif kind is int and isinstance(validator, ma.validate.Range) \
                 and validator.min_inclusive and validator.max_inclusive:
             low, high = validator.min, validator.max
-        elif kind is str and validator is _storable_text:
+        elif kind is str and validator is storable_text:
             continue
         else:
             return None

@@ -101,6 +101,8 @@ def _nearest_parent(kind: Kind, item: dict, parents) -> sync_dao.ParentRow | Non
 
 def run_sync(principal: Principal, kind: Kind, items: list[dict]) -> dict:
     """Validate and upsert one batch in one transaction; return {"inserted", "updated"}."""
+    if not items:
+        return {"inserted": 0, "updated": 0}
     for index, item in enumerate(items):
         if not access.may_write_tenant(principal, item["company_guid"]):
             abort(403, "User does not have access to the specified company.",
@@ -111,8 +113,6 @@ def run_sync(principal: Principal, kind: Kind, items: list[dict]) -> dict:
     for index, item in enumerate(items):
         by_tenant[item["company_guid"]].append((index, item))
     inserted = updated = 0
-    if not items:
-        return {"inserted": 0, "updated": 0}
     try:
         with db.transaction(next(iter(by_tenant)), readonly=False) as conn:
             for tenant, group in by_tenant.items():

@@ -3,7 +3,7 @@
 -- endpoint needs, in a single round trip. Order: created_at, guid (total and stable).
 -- A NULL filter parameter means "no filter"; psycopg2 inlines the values, so the planner
 -- folds those branches away and picks the index for the filters actually given.
--- The page CTE is one of the two page_* fragments below (dao/pieces.py picks by offset).
+-- The page CTE comes from the fragments below (dao/pieces.py picks the plan by offset).
 WITH project AS (
     SELECT guid
     FROM projects
@@ -54,8 +54,10 @@ SELECT EXISTS (SELECT FROM project) AS project_found,
     LIMIT %(limit)s
     OFFSET %(offset)s
 
--- name: page_direct
--- The page read straight from the order index: best for the first pages.
+-- name: page_rows
+-- The page CTE: the PieceResponse columns of the rows the filters placeholder selects.
+-- Shallow pages fill it with page_filters (read straight from the order index); deep
+-- ones with keyed_rows.
 page AS (
     SELECT guid,
            piece_id,
@@ -74,32 +76,21 @@ page AS (
     {filters}
 )
 
--- name: page_by_keys
+-- name: page_keys
 -- Deep offsets: skip rows in an index-only scan of the order index (it INCLUDEs
--- is_active), then fetch just the page's rows by primary key. Page ~500 of 100 costs
--- ~5 ms instead of ~50 ms; on shallow pages the extra join costs more than it saves.
+-- is_active), then fetch just the page's rows by primary key (keyed_rows). Page ~500 of
+-- 100 costs ~5 ms instead of ~50 ms; on shallow pages the extra join costs more than it
+-- saves.
 page_keys AS (
     SELECT guid
     FROM pieces
     {filters}
-), page AS (
-    SELECT guid,
-           piece_id,
-           project_guid,
-           component_guid,
-           assembly_guid,
-           barcode,
-           outer_length,
-           angle_left,
-           angle_right,
-           is_active,
-           deleted_at,
-           company_guid,
-           created_at
-    FROM pieces
+), {rows}
+
+-- name: keyed_rows
+-- The filter of the page CTE on a deep page: the keys page_keys found.
     WHERE company_guid = %(tenant)s
       AND guid IN (SELECT guid FROM page_keys)
-)
 
 -- name: get_piece
 -- One piece (PieceDetail) as JSON, with the names of any required fields that are NULL

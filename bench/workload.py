@@ -4,8 +4,9 @@ files that the wrk script (bench/lua/bench.lua) and pgbench read.
 For every read scenario one list of (tenant, DAO arguments) is drawn; from it come
   - `<scenario>.targets`: "<path> <bearer token>" per line, for wrk (a random line per request);
   - `pgbench/<scenario>/NNN.sql`: the first PGBENCH_SCRIPTS targets as pgbench scripts that run
-    exactly what a request runs (pieces_service.db's transaction setup, the DAO statement with
-    the values psycopg2 inlines, COMMIT), picked at random per transaction by pgbench.
+    exactly what a request sends (pieces_service.db's `read_one` message: the read setup and
+    the DAO statement with the values psycopg2 inlines, as one pgbench compound command, so
+    one round trip and one implicit transaction), picked at random per transaction by pgbench.
 """
 from __future__ import annotations
 
@@ -54,15 +55,11 @@ def token(tenant: str, role: str) -> str:
                        "exp": int(time.time()) + 7 * 86400}, JWT_SECRET, algorithm="HS256")
 
 
-def _setup_sql(cur, tenant: str, *, readonly: bool) -> str:
-    """pieces_service.db's per-request setup, as one pgbench compound command."""
-    defaults = Config.__dataclass_fields__
-    setup = service_db._SETUP.format(
-        mode="READ ONLY" if readonly else "READ WRITE",
-        statement_timeout=int(defaults["statement_timeout_ms"].default),
-        idle_timeout=int(defaults["idle_in_transaction_timeout_ms"].default),
-    )
-    return cur.mogrify(setup, {"tenant": tenant}).decode().replace(";", " \\;")
+def _read_message(cur, tenant: str, statement: str) -> str:
+    """`pieces_service.db.read_one`'s one message, as one pgbench compound command."""
+    setup = service_db.read_setup(Config.__dataclass_fields__["statement_timeout_ms"].default)
+    setup = cur.mogrify(setup, {"rls_tenant": tenant}).decode().replace(";", " \\;")
+    return f"{setup}{statement};\n"
 
 
 def _list_args(tenant, *, project=None, assembly=None, limit=100, offset=0, after=None):
@@ -85,8 +82,7 @@ def _write_pgbench(cur, directory: Path, picks: list[tuple[str, str, dict]]) -> 
         sql = (pieces_dao.list_statement(args["offset"]) if query == "list_pieces"
                else _PIECES_SQL[query])
         statement = cur.mogrify(sql, args).decode()
-        (directory / f"{n:03d}.sql").write_text(
-            f"{_setup_sql(cur, tenant, readonly=True)};\n{statement};\nCOMMIT;\n")
+        (directory / f"{n:03d}.sql").write_text(_read_message(cur, tenant, statement))
 
 
 def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:

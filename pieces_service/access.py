@@ -29,6 +29,12 @@ def may_write_tenant(principal: Principal, company_guid: uuid.UUID) -> bool:
     return principal.is_system_admin or company_guid == principal.company_guid
 
 
+def reaches_owner(principal: Principal, owner: uuid.UUID | None) -> bool:
+    """Whether a GUID owned by `owner` (None: no such GUID), not visible in the caller's own
+    tenant, is to be acted on in the owner's tenant: only SystemAdmin reaches other tenants."""
+    return principal.is_system_admin and owner is not None and owner != principal.company_guid
+
+
 def acting_tenant(conn: Connection, principal: Principal, entity: ownership.Entity,
                   guid: uuid.UUID) -> uuid.UUID:
     """The tenant a request on one GUID acts in: the caller's own; for SystemAdmin, the
@@ -36,7 +42,7 @@ def acting_tenant(conn: Connection, principal: Principal, entity: ownership.Enti
     tenant = principal.company_guid
     if principal.is_system_admin:
         owner = ownership.guid_owner(conn, entity=entity, guid=guid)
-        if owner is not None and owner != tenant:
+        if reaches_owner(principal, owner):
             tenant = owner
             db.set_tenant(conn, tenant)
     return tenant

@@ -8,6 +8,11 @@ scheme works unchanged behind PgBouncer in transaction-pooling mode.
 
 The engine runs psycopg2 in autocommit mode and we issue BEGIN ourselves, so the setup
 (BEGIN, role, tenant, timeouts) costs one round trip instead of psycopg2's separate BEGIN.
+
+A read that is one statement (the list page, the detail) goes through `read_one` instead:
+the setup and the statement travel as one simple-query message, which PostgreSQL runs as one
+implicit transaction (its `SET LOCAL`s end with it). One round trip instead of three, and no
+COMMIT to send: BENCHMARKS.md has the figures.
 """
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from typing import Iterator
 import psycopg2.extras
 from flask import current_app
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import DBAPIError
 
 from . import observability
@@ -88,18 +93,38 @@ _SETUP = (
 )
 
 
+# The setup of a one-message read (`read_one`). No BEGIN: the message is its own implicit
+# transaction. No idle-in-transaction timeout: such a transaction never waits on the client.
+# Its tenant parameter has its own name so the statement's own %(tenant)s stays a uuid.
+_READ_SETUP = (
+    "SET TRANSACTION ISOLATION LEVEL READ COMMITTED READ ONLY;"
+    " SET LOCAL ROLE " + APP_ROLE + ";"
+    " SET LOCAL TIME ZONE 'UTC';"
+    " SET LOCAL statement_timeout = {statement_timeout};"
+    " SELECT set_config('pieces.tenant', %(rls_tenant)s, true);\n"
+)
+
+
+def read_setup(statement_timeout_ms: int) -> str:
+    """The text `read_one` sends before its statement (the benchmark replays it too)."""
+    return _READ_SETUP.format(statement_timeout=int(statement_timeout_ms))
+
+
 def init_app(app) -> None:
     """Register the per-process engine slot (the engine itself is built on first use) and
     the transaction setup statements, which depend only on the configuration."""
     config: Config = app.config["PIECES"]
-    app.extensions["pieces_db"] = {"setup": {
-        readonly: _SETUP.format(
-            mode="READ ONLY" if readonly else "READ WRITE",
-            statement_timeout=int(config.statement_timeout_ms),
-            idle_timeout=int(config.idle_in_transaction_timeout_ms),
-        )
-        for readonly in (True, False)
-    }}
+    app.extensions["pieces_db"] = {
+        "setup": {
+            readonly: _SETUP.format(
+                mode="READ ONLY" if readonly else "READ WRITE",
+                statement_timeout=int(config.statement_timeout_ms),
+                idle_timeout=int(config.idle_in_transaction_timeout_ms),
+            )
+            for readonly in (True, False)
+        },
+        "read_setup": read_setup(config.statement_timeout_ms),
+    }
 
 
 def set_tenant(conn: Connection, tenant: uuid.UUID) -> None:
@@ -126,6 +151,26 @@ def transaction(tenant: uuid.UUID, *, readonly: bool) -> Iterator[Connection]:
         # A lost connection is not always an OperationalError: when the server dies
         # (pg_ctl stop -m immediate, a crash) psycopg2 raises a bare DatabaseError. SQLAlchemy
         # recognises the disconnect either way and invalidates the connection; say 503.
+        if exc.connection_invalidated:
+            raise DatabaseUnavailable(str(exc.orig).strip()) from exc
+        raise
+
+
+def read_one(tenant: uuid.UUID, statement: str, params: dict) -> Row:
+    """The one row of a read-only `statement` run as `pieces_app` scoped to `tenant`, in its
+    own transaction and in one round trip.
+
+    The setup and the statement go out as one message; PostgreSQL runs a multi-statement
+    message as one implicit transaction, so the `SET LOCAL`s (role, tenant, timeout) hold for
+    the statement and end with it, and a failure anywhere rolls all of it back. psycopg2
+    returns the last statement's rows. Works unchanged behind PgBouncer (one transaction).
+    """
+    setup = current_app.extensions["pieces_db"]["read_setup"]
+    try:
+        with get_engine().connect() as conn:
+            return conn.exec_driver_sql(setup + statement,
+                                        {**params, "rls_tenant": str(tenant)}).one()
+    except DBAPIError as exc:
         if exc.connection_invalidated:
             raise DatabaseUnavailable(str(exc.orig).strip()) from exc
         raise

@@ -1,12 +1,12 @@
-"""Reads of pieces: the list page and the detail, each one statement returning JSON text."""
+"""Reads of pieces: the list page and the detail, each one statement returning JSON text,
+each run by `db.read_one` (its own read-only transaction, one round trip)."""
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.engine import Connection
-
+from .. import db
 from . import load_queries
 
 _Q = load_queries("pieces.sql")
@@ -47,7 +47,6 @@ class PieceDetailRow:
 
 
 def list_pieces(
-    conn: Connection,
     *,
     tenant: uuid.UUID,
     project_guid: uuid.UUID | None,
@@ -60,7 +59,8 @@ def list_pieces(
 ) -> PiecePage:
     """One page of `tenant`'s pieces in (created_at, guid) order, after the keyset `after`
     when given, with the parent filters checked against the same tenant."""
-    row = conn.exec_driver_sql(
+    row = db.read_one(
+        tenant,
         list_statement(offset),
         {
             "tenant": tenant,
@@ -73,19 +73,18 @@ def list_pieces(
             "after_created_at": after[0] if after else None,
             "after_guid": after[1] if after else None,
         },
-    ).one()
+    )
     return PiecePage(*row)
 
 
-def get_piece(
-    conn: Connection, *, tenant: uuid.UUID, guid: uuid.UUID, include_inactive: bool
-) -> PieceDetailRow:
-    """The piece `guid` of `tenant` as PieceDetail JSON (body None when not visible), and
-    the tenant that owns that GUID, if any."""
-    row = conn.exec_driver_sql(
+def get_piece(*, tenant: uuid.UUID, guid: uuid.UUID, include_inactive: bool) -> PieceDetailRow:
+    """The piece `guid` of `tenant` as PieceDetail JSON (body None when not visible), and,
+    when it is not visible, the tenant that owns that GUID, if any."""
+    row = db.read_one(
+        tenant,
         _Q["get_piece"],
         {"tenant": tenant, "guid": guid, "include_inactive": include_inactive},
-    ).one()
+    )
     if row.body is None:  # no visible row: the LEFT JOIN came back empty
         return PieceDetailRow(row.owner_company_guid, [], None)
     return PieceDetailRow(row.owner_company_guid, list(row.missing_fields), row.body)

@@ -172,3 +172,55 @@ def test_tenant_setting_does_not_leak_after_an_error(app_factory, two_tenants, t
         with db.transaction(other_tenant, readonly=True) as conn:
             companies = set(conn.exec_driver_sql("SELECT company_guid FROM pieces").scalars())
     assert companies == {other_tenant}
+
+
+# db.read_one: the one-message read path of the list page and the detail.
+
+def test_read_one_runs_as_pieces_app_read_only_in_its_tenant(app, two_tenants, tenant,
+                                                              other_tenant):
+    with app.app_context():
+        row = db.read_one(tenant, "SELECT current_user, current_setting('transaction_read_only'),"
+                                  " current_setting('TimeZone'),"
+                                  " (SELECT array_agg(DISTINCT company_guid) FROM pieces)", {})
+        assert row[:3] == ("pieces_app", "on", "UTC")
+        assert row[3] == [tenant]  # no tenant predicate: RLS alone
+        theirs = db.read_one(other_tenant, "SELECT array_agg(DISTINCT company_guid)"
+                                           " FROM pieces", {})[0]
+    assert theirs == [other_tenant]
+
+
+def test_read_one_refuses_writes(app, two_tenants, tenant):
+    with app.app_context(), pytest.raises(DBAPIError) as caught:
+        db.read_one(tenant, "UPDATE projects SET name = 'x' RETURNING 1", {})
+    assert caught.value.orig.pgcode == "25006"  # read_only_sql_transaction
+
+
+def test_read_one_statement_keeps_its_own_tenant_parameter(app, two_tenants, tenant):
+    """The setup's tenant travels under its own name: the statement's %(tenant)s is its own."""
+    with app.app_context():
+        row = db.read_one(tenant, "SELECT %(tenant)s::text, count(*) FROM pieces"
+                                  " WHERE company_guid = %(tenant)s", {"tenant": tenant})
+    assert row == (str(tenant), 2)
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_read_one_leaves_nothing_on_the_pooled_connection(app_factory, two_tenants, tenant,
+                                                          fails):
+    """Role, tenant and timeout end with the implicit transaction, after success or error."""
+    single = app_factory(db_pool_size=1, db_max_overflow=0)
+    with single.app_context():
+        if fails:
+            with pytest.raises(DBAPIError):
+                db.read_one(tenant, "SELECT 1/0", {})
+        else:
+            assert db.read_one(tenant, "SELECT count(*) FROM pieces", {})[0] == 2
+        with db.get_engine().connect() as conn:
+            row = conn.exec_driver_sql(
+                "SELECT current_user, current_setting('pieces.tenant', true),"
+                " current_setting('statement_timeout'), current_setting('transaction_read_only'),"
+                " pg_current_xact_id_if_assigned() IS NULL").one()
+    assert row[0] != "pieces_app"
+    assert row[1] in (None, "")
+    assert row[2] == "0"
+    assert row[3] == "off"
+    assert row[4] is True

@@ -9,7 +9,7 @@ from datetime import datetime
 from flask import Response, request, url_for
 from flask.views import MethodView
 
-from ... import access, db
+from ... import access
 from ...auth import READ_ROLES, require_roles
 from ...dao import pieces
 from ...extensions import Blueprint, ErrorSchema, abort
@@ -79,12 +79,11 @@ class PieceList(MethodView):
         """
         tenant = access.list_tenant(principal, company_guid)
         after = decode_cursor(cursor) if cursor else None
-        with db.transaction(tenant, readonly=True) as conn:
-            page = pieces.list_pieces(
-                conn, tenant=tenant, project_guid=project_guid, component_guid=component_guid,
-                assembly_guid=assembly_guid, include_inactive=include_inactive,
-                limit=limit, offset=offset, after=after,
-            )
+        page = pieces.list_pieces(
+            tenant=tenant, project_guid=project_guid, component_guid=component_guid,
+            assembly_guid=assembly_guid, include_inactive=include_inactive,
+            limit=limit, offset=offset, after=after,
+        )
         _check_parents(page, {"project_guid": project_guid, "component_guid": component_guid,
                               "assembly_guid": assembly_guid})
         response = Response(page.body, status=200, mimetype=JSON)
@@ -109,9 +108,12 @@ class PieceItem(MethodView):
 
         Every field of the list item plus `updated_at` and the manufacturing attributes.
         """
-        with db.transaction(principal.company_guid, readonly=True) as conn:
-            tenant = access.acting_tenant(conn, principal, "piece", piece_guid)
-            row = pieces.get_piece(conn, tenant=tenant, guid=piece_guid,
+        tenant = principal.company_guid
+        row = pieces.get_piece(tenant=tenant, guid=piece_guid, include_inactive=include_inactive)
+        if row.body is None and access.reaches_owner(principal, row.owner_company_guid):
+            # SystemAdmin reads any tenant's piece: read again in the owner's tenant.
+            tenant = row.owner_company_guid
+            row = pieces.get_piece(tenant=tenant, guid=piece_guid,
                                    include_inactive=include_inactive)
         if row.body is None:
             if row.owner_company_guid is not None and row.owner_company_guid != tenant:

@@ -104,6 +104,24 @@ def test_match_by_natural_key_without_guid(as_tenant, seed, admin_conn, tenant, 
     assert [r[key] for r in after.values() if r.get("code", r.get("piece_id")) == "NK"] == [value]
 
 
+@pytest.mark.parametrize("how", ["null", "omitted"])
+def test_update_clears_a_value_sent_as_null_or_left_out(as_tenant, seed, admin_conn, tenant,
+                                                        how):
+    """A sync item is the whole row: a field sent as null, or not sent, is stored as NULL."""
+    tree = seed.tree(tenant, 0)
+    caller = as_tenant(tenant, "Integration")
+    guid = str(uuid.uuid4())
+    full = {"barcode": "BC-1", "outer_length": 1200, "profile_code": "P-70"}
+    ok(post(caller, "pieces", [item("pieces", tree, "P-1", guid=guid, **full)]))
+    assert {k: rows(admin_conn, "pieces", tenant)[guid][k] for k in full} == full
+    cleared = {"barcode": None, "outer_length": None} if how == "null" else {}
+    assert ok(post(caller, "pieces", [item("pieces", tree, "P-1", guid=guid,
+                                           profile_code="P-70", **cleared)])) == \
+        {"inserted": 0, "updated": 1}
+    row = rows(admin_conn, "pieces", tenant)[guid]
+    assert (row["barcode"], row["outer_length"], row["profile_code"]) == (None, None, "P-70")
+
+
 def test_same_piece_id_in_another_project_is_another_piece(as_tenant, seed, admin_conn, tenant):
     a, b = seed.tree(tenant, 0), seed.tree(tenant, 0)
     caller = as_tenant(tenant, "Integration")

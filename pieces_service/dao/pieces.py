@@ -85,6 +85,7 @@ def get_piece(*, tenant: uuid.UUID, guid: uuid.UUID, include_inactive: bool) -> 
         _Q["get_piece"],
         {"tenant": tenant, "guid": guid, "include_inactive": include_inactive},
     )
-    if row.body is None:  # no visible row: the LEFT JOIN came back empty
-        return PieceDetailRow(row.owner_company_guid, [], None)
-    return PieceDetailRow(row.owner_company_guid, list(row.missing_fields), row.body)
+    owner_company_guid, missing_fields, body = row
+    if body is None:  # no visible row: the LEFT JOIN came back empty
+        return PieceDetailRow(owner_company_guid, [], None)
+    return PieceDetailRow(owner_company_guid, list(missing_fields), body)

@@ -3,7 +3,7 @@ files that the wrk script (bench/lua/bench.lua) and pgbench read.
 
 For every read scenario one list of (tenant, DAO arguments) is drawn; from it come
   - `<scenario>.targets`: "<path> <bearer token>" per line, for wrk (a random line per request);
-  - `pgbench/<scenario>/NNN.sql`: the first PGBENCH_SCRIPTS targets as pgbench scripts that run
+  - `pgbench/<scenario>/NNN.sql`: all targets, spread over PGBENCH_SCRIPTS pgbench scripts that run
     exactly what a request sends (pieces_service.db's `read_one` message: the read setup and
     the DAO statement with the values psycopg2 inlines, as one pgbench compound command, so
     one round trip and one implicit transaction), picked at random per transaction by pgbench.
@@ -77,12 +77,26 @@ def _list_args(tenant, *, project=None, assembly=None, limit=100, offset=0, afte
 
 
 def _write_pgbench(cur, directory: Path, picks: list[tuple[str, str, dict]]) -> None:
+    """Every pick as pgbench scripts: PGBENCH_SCRIPTS files (pgbench's limit is 128), each
+    choosing one of its share of the picks at random per transaction (`\\set` + `\\if`, in
+    pgbench, no SQL), so the floor reads the same 20,000 targets as the service does and no
+    smaller, better-cached working set flatters it."""
     directory.mkdir(parents=True)
-    for n, (tenant, query, args, _) in enumerate(picks[:PGBENCH_SCRIPTS]):
-        sql = (pieces_dao.list_statement(args["offset"]) if query == "list_pieces"
-               else _PIECES_SQL[query])
-        statement = cur.mogrify(sql, args).decode()
-        (directory / f"{n:03d}.sql").write_text(_read_message(cur, tenant, statement))
+    share = -(-len(picks) // PGBENCH_SCRIPTS)
+    for n in range(PGBENCH_SCRIPTS):
+        chunk = picks[n * share:(n + 1) * share]
+        if not chunk:
+            break
+        lines = [f"\\set pick random(0, {len(chunk) - 1})\n"]
+        for k, (tenant, query, args, _) in enumerate(chunk):
+            sql = (pieces_dao.list_statement(args["offset"]) if query == "list_pieces"
+                   else _PIECES_SQL[query])
+            statement = cur.mogrify(sql, args).decode()
+            keyword = "\\if" if k == 0 else "\\elif"
+            lines.append(f"{keyword} :pick = {k}\n")
+            lines.append(_read_message(cur, tenant, statement))
+        lines.append("\\endif\n")
+        (directory / f"{n:03d}.sql").write_text("".join(lines))
 
 
 def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:

@@ -83,15 +83,21 @@ def require_tools() -> tuple[str, str]:
     if wrk is None:
         raise SystemExit("bench: wrk is not installed. On Debian/Ubuntu: "
                          "sudo apt-get update && sudo apt-get install -y wrk")
-    pgbench = shutil.which("pgbench")
+    pgbench = find_pgbench()
     if pgbench is None:
-        from pgserver._commands import POSTGRES_BIN_PATH  # the embedded server ships one
+        raise SystemExit("bench: pgbench not found (apt-get install -y postgresql-client)")
+    return wrk, pgbench
+
+
+def find_pgbench() -> str | None:
+    """pgbench on PATH, else the one the embedded server ships."""
+    found = shutil.which("pgbench")
+    if found is None:
+        from pgserver._commands import POSTGRES_BIN_PATH
 
         candidate = POSTGRES_BIN_PATH / "pgbench"
-        if not candidate.exists():
-            raise SystemExit("bench: pgbench not found (apt-get install -y postgresql-client)")
-        pgbench = str(candidate)
-    return wrk, pgbench
+        found = str(candidate) if candidate.exists() else None
+    return found
 
 
 def free_port() -> int:

@@ -57,8 +57,8 @@ _NATURAL_KEY = {
 
 def _items_json(items: list[dict]) -> str:
     """The items as the JSON array json_populate_recordset reads, without their null values:
-    an absent key populates NULL just as an explicit null does, and PostgreSQL parses about
-    half the text for a typical piece (BENCHMARKS.md, lever 9)."""
+    an absent key populates NULL just as an explicit null does, and PostgreSQL has less text
+    to parse (BENCHMARKS.md, lever 10)."""
     return orjson.dumps(
         [{key: value for key, value in item.items() if value is not None} for item in items]
     ).decode()

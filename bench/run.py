@@ -258,14 +258,11 @@ def sync_db_floor(url, pool_file: Path, seconds: int) -> dict:
     setup) replayed from one connection with new 1000-piece batches: DB rows/s per worker."""
     from pieces_service import db as service_db
     from pieces_service.api.pieces.schemas import DIMENSION_ATTRIBUTES, TEXT_ATTRIBUTES
-    from pieces_service.config import Config, JWTSettings
     from pieces_service.dao import sync as sync_dao
 
-    config = Config(database_url=url, jwt=JWTSettings(workload.JWT_SECRET, ("HS256",)))
+    config = workload.service_config(url)
     engine = service_db.build_engine(config)
-    setup = service_db._SETUP.format(mode="READ WRITE",
-                                     statement_timeout=config.statement_timeout_ms,
-                                     idle_timeout=config.idle_in_transaction_timeout_ms)
+    setup = service_db.transaction_setup(config, readonly=False)
     pool = [line.split() for line in pool_file.read_text().splitlines()][:200]
     blank = {name: None for name in (*DIMENSION_ATTRIBUTES, *TEXT_ATTRIBUTES)}
     inserted = batches = 0

@@ -23,7 +23,7 @@ from sqlalchemy.engine import URL
 
 from pieces_service import db as service_db
 from pieces_service.api.pieces.resources import decode_cursor, encode_cursor
-from pieces_service.config import Config
+from pieces_service.config import Config, JWTSettings
 from pieces_service.dao import load_queries
 from pieces_service.dao import pieces as pieces_dao
 from pieces_service.migrate import connect
@@ -55,10 +55,14 @@ def token(tenant: str, role: str) -> str:
                        "exp": int(time.time()) + 7 * 86400}, JWT_SECRET, algorithm="HS256")
 
 
-def _read_message(cur, tenant: str, statement: str) -> str:
+def service_config(url: URL) -> Config:
+    """The service's default configuration against the bench database."""
+    return Config(database_url=url, jwt=JWTSettings(JWT_SECRET, ("HS256",)))
+
+
+def _read_message(cur, read_setup: str, tenant: str, statement: str) -> str:
     """`pieces_service.db.read_one`'s one message, as one pgbench compound command."""
-    setup = service_db.read_setup(Config.__dataclass_fields__["statement_timeout_ms"].default)
-    setup = cur.mogrify(setup, {"rls_tenant": tenant}).decode().replace(";", " \\;")
+    setup = cur.mogrify(read_setup, {"rls_tenant": tenant}).decode().replace(";", " \\;")
     return f"{setup}{statement};\n"
 
 
@@ -76,7 +80,8 @@ def _list_args(tenant, *, project=None, assembly=None, limit=100, offset=0, afte
     }
 
 
-def _write_pgbench(cur, directory: Path, picks: list[tuple[str, str, dict]]) -> None:
+def _write_pgbench(cur, directory: Path, picks: list[tuple[str, str, dict]],
+                   read_setup: str) -> None:
     """Every pick as pgbench scripts: PGBENCH_SCRIPTS files (pgbench's limit is 128), each
     choosing one of its share of the picks at random per transaction (`\\set` + `\\if`, in
     pgbench, no SQL), so the floor reads the same 20,000 targets as the service does and no
@@ -94,7 +99,7 @@ def _write_pgbench(cur, directory: Path, picks: list[tuple[str, str, dict]]) -> 
             statement = cur.mogrify(sql, args).decode()
             keyword = "\\if" if k == 0 else "\\elif"
             lines.append(f"{keyword} :pick = {k}\n")
-            lines.append(_read_message(cur, tenant, statement))
+            lines.append(_read_message(cur, read_setup, tenant, statement))
         lines.append("\\endif\n")
         (directory / f"{n:03d}.sql").write_text("".join(lines))
 
@@ -102,6 +107,7 @@ def _write_pgbench(cur, directory: Path, picks: list[tuple[str, str, dict]]) -> 
 def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:
     """Draw the targets of every scenario from the database at `url` into `out`."""
     rng = random.Random(seed)
+    read_setup = service_db.read_setup(service_config(url))
     if out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True)
@@ -195,7 +201,7 @@ def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:
                 targets_file.write_text("".join(f"{path} {tokens[t]}\n"
                                                 for t, _, _, path in picks))
                 pgbench_dir = out / "pgbench" / name
-                _write_pgbench(cur, pgbench_dir, picks)
+                _write_pgbench(cur, pgbench_dir, picks, read_setup)
                 scenarios.append(Scenario(name, title, "get", targets_file, pgbench_dir,
                                           note=note))
 

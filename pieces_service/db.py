@@ -106,9 +106,18 @@ _READ_SETUP = (
 )
 
 
-def read_setup(statement_timeout_ms: int) -> str:
+def transaction_setup(config: Config, *, readonly: bool) -> str:
+    """The text `transaction` sends first (the benchmark replays it too)."""
+    return _SETUP.format(
+        mode="READ ONLY" if readonly else "READ WRITE",
+        statement_timeout=int(config.statement_timeout_ms),
+        idle_timeout=int(config.idle_in_transaction_timeout_ms),
+    )
+
+
+def read_setup(config: Config) -> str:
     """The text `read_one` sends before its statement (the benchmark replays it too)."""
-    return _READ_SETUP.format(statement_timeout=int(statement_timeout_ms))
+    return _READ_SETUP.format(statement_timeout=int(config.statement_timeout_ms))
 
 
 def init_app(app) -> None:
@@ -116,15 +125,9 @@ def init_app(app) -> None:
     the transaction setup statements, which depend only on the configuration."""
     config: Config = app.config["PIECES"]
     app.extensions["pieces_db"] = {
-        "setup": {
-            readonly: _SETUP.format(
-                mode="READ ONLY" if readonly else "READ WRITE",
-                statement_timeout=int(config.statement_timeout_ms),
-                idle_timeout=int(config.idle_in_transaction_timeout_ms),
-            )
-            for readonly in (True, False)
-        },
-        "read_setup": read_setup(config.statement_timeout_ms),
+        "setup": {readonly: transaction_setup(config, readonly=readonly)
+                  for readonly in (True, False)},
+        "read_setup": read_setup(config),
     }
 
 

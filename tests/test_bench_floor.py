@@ -10,10 +10,11 @@ import pytest
 from bench import workload
 from bench.data import libpq_url
 from bench.run import find_pgbench
+from pieces_service import db
 
 
 @pytest.fixture
-def floor_scripts(seed, tenant, admin_conn, tmp_path, monkeypatch):
+def floor_scripts(seed, tenant, admin_conn, db_url, tmp_path, monkeypatch):
     """Detail scripts for 3 pieces over 2 files (2 targets, then 1)."""
     tree = seed.tree(tenant, 3)
     picks = [(str(tenant), "get_piece", {"tenant": tenant, "guid": guid,
@@ -21,7 +22,8 @@ def floor_scripts(seed, tenant, admin_conn, tmp_path, monkeypatch):
              for guid in tree.pieces]
     monkeypatch.setattr(workload, "PGBENCH_SCRIPTS", 2)
     with admin_conn.cursor() as cur:
-        workload._write_pgbench(cur, tmp_path / "detail", picks)
+        workload._write_pgbench(cur, tmp_path / "detail", picks,
+                                db.read_setup(workload.service_config(db_url)))
     return tree, sorted((tmp_path / "detail").glob("*.sql"))
 
 

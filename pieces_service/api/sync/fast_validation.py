@@ -99,7 +99,6 @@ class FastItemLoader:
                 self.plan = None  # an absent optional field would be left out, not None
                 return
             self.plan.append((name, check, field.required, field.allow_none, default))
-        self.names = frozenset(name for name, *_ in self.plan)
         self.required = frozenset(name for name, _, required, *_ in self.plan if required)
         # Loading starts from every default and converts only the keys an item carries
         # (a piece has about 60 fields, and an item need not send them all).
@@ -109,7 +108,7 @@ class FastItemLoader:
 
     def load(self, item: Any) -> dict | None:
         """The loaded item, or None when marshmallow must decide."""
-        if (self.plan is None or not isinstance(item, dict) or not self.names.issuperset(item)
+        if (self.plan is None or not isinstance(item, dict) or not self.fields.keys() >= item.keys()
                 or not self.required.issubset(item)):
             return None
         loaded = dict(self.defaults)

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test migrate bench fuzz lint clean
+.PHONY: help install run test migrate demo-data bench fuzz lint clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -13,19 +13,22 @@ help:  ## List the targets
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,local]'
 	touch $@
 
-install: $(STAMP)  ## Create the virtualenv and install the service with its test tools
+install: $(STAMP)  ## Create the virtualenv and install the service with its test and local-run tools
 
 run: $(STAMP)  ## Serve on 127.0.0.1:$PORT (default 8000) with demo data; embedded PostgreSQL unless DATABASE_URL
-	$(PY) -m pieces_service.localrun
+	$(PY) -m devtools.localrun
 
 test: $(STAMP)  ## Run the whole suite against real PostgreSQL (TEST_DATABASE_URL, else embedded)
 	$(PY) -m pytest
 
 migrate: $(STAMP)  ## Apply pending migrations to DATABASE_URL (embedded PostgreSQL if unset); safe to repeat
-	$(PY) -m pieces_service.cli migrate
+	$(PY) -m devtools migrate
+
+demo-data: $(STAMP)  ## Load the demo tenants into DATABASE_URL (embedded PostgreSQL if unset); a no-op once loaded
+	$(PY) -m devtools demo-data
 
 bench: $(STAMP)  ## Benchmarks (load generator, floors, report in BENCHMARKS.md); not part of make test
 	$(PY) -m bench.run

@@ -82,7 +82,7 @@ def bench_url() -> tuple[URL, object]:
         url = parse_url(raw, "BENCH_DATABASE_URL")
         _create_database_if_missing(url)
         return url, None
-    from pieces_service import embedded
+    from devtools import embedded
 
     server = embedded.start()
     return parse_url(embedded.database_url(server, BENCH_DATABASE)), server

@@ -1,13 +1,13 @@
-"""The `pieces-service` command (also `python -m pieces_service.cli`).
+"""The `pieces-service` command (also `python -m pieces_service.cli`): operator commands.
 
-    pieces-service migrate      apply pending migrations
-    pieces-service demo-data    load the demo tenants (a no-op when they are there)
+    pieces-service migrate      apply pending migrations to DATABASE_URL
     pieces-service token --company <uuid> --role <Role> [--sub S] [--ttl-seconds N]
 
-`migrate` and `demo-data` use `DATABASE_URL`, else the `pieces` database of the embedded
-server under .local/. `token` signs with `PIECES_JWT_SECRET`, else the development secret
-that `make run` keeps in .local/jwt-secret. Any error is one line on stderr and a non-zero
-exit status, never a traceback. See docs/running.md.
+`migrate` works on `DATABASE_URL`; `token` signs with `PIECES_JWT_SECRET`. This command
+starts no database and reads no local files: the development conveniences (the embedded
+PostgreSQL, the development secret, the demo data) are `python -m devtools` in a source
+checkout, which builds on the functions here. Any error is one line on stderr and a
+non-zero exit status, never a traceback. See docs/running.md.
 """
 from __future__ import annotations
 
@@ -17,20 +17,16 @@ import subprocess
 import sys
 import time
 import uuid
-from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jwt
 import psycopg2
 from sqlalchemy.engine import URL
 
-from . import embedded
 from .auth import Role
 from .config import ConfigError, JWTSettings, jwt_settings_from_env, database_url
 
 PROG = "pieces-service"
-EMBEDDED_DATABASE = "pieces"
-DEV_SECRET_FILE = embedded.LOCAL_DIR / "jwt-secret"
 DEFAULT_TOKEN_TTL_SECONDS = 8 * 3600
 MAX_TOKEN_TTL_SECONDS = 30 * 24 * 3600
 
@@ -39,47 +35,29 @@ class CommandError(Exception):
     """A failure to report as one line on stderr."""
 
 
-def open_database(env: Mapping[str, str]) -> tuple[URL, object | None, str]:
-    """The database to work on: `DATABASE_URL`, else the embedded server's `pieces` database
-    (started if needed). Returns (url, embedded server handle or None, description). Keep the
-    handle while using the database: the embedded server stops when its last holder exits."""
+def open_database(env: Mapping[str, str]) -> tuple[URL, None, str]:
+    """The database to work on: `DATABASE_URL`. Returns (url, None, description), the shape
+    of `devtools.cli.open_database`, whose middle element is the embedded server it started.
+    Raises `CommandError` when `DATABASE_URL` is not set."""
     raw = env.get("DATABASE_URL", "").strip()
-    if raw:
-        url = database_url(raw)
-        return url, None, url.set(drivername="postgresql").render_as_string(hide_password=True)
-    server = embedded.start()
-    url = database_url(embedded.database_url(server, EMBEDDED_DATABASE))
-    return url, server, f"embedded PostgreSQL in {embedded.PGDATA} (database {EMBEDDED_DATABASE})"
+    if not raw:
+        raise CommandError("DATABASE_URL is not set (for a local embedded PostgreSQL use "
+                           "`make migrate` from a source checkout)")
+    url = database_url(raw)
+    return url, None, url.set(drivername="postgresql").render_as_string(hide_password=True)
 
 
-def read_dev_secret(path: Path = DEV_SECRET_FILE) -> str | None:
-    """The development secret `make run` generated, or None when there is none."""
-    try:
-        return path.read_text().strip() or None
-    except FileNotFoundError:
-        return None
-
-
-def signing_settings(env: Mapping[str, str],
-                     dev_secret_file: Path = DEV_SECRET_FILE) -> tuple[JWTSettings, str]:
-    """The HS256 settings to sign tokens with and where the secret came from: the
-    environment's `PIECES_JWT_*` variables, with the development secret standing in for an
-    unset `PIECES_JWT_SECRET`. Raises `CommandError` when no secret is available."""
-    env = dict(env)
-    source = "PIECES_JWT_SECRET"
-    if env.get("PIECES_JWT_PUBLIC_KEY", "").strip():
-        if not env.get("PIECES_JWT_SECRET", "").strip():
+def signing_settings(env: Mapping[str, str]) -> JWTSettings:
+    """The HS256 settings to sign tokens with: the environment's `PIECES_JWT_*` variables.
+    Raises `CommandError` when `PIECES_JWT_SECRET` is not set or not usable."""
+    if not env.get("PIECES_JWT_SECRET", "").strip():
+        if env.get("PIECES_JWT_PUBLIC_KEY", "").strip():
             raise CommandError("PIECES_JWT_PUBLIC_KEY is configured: this service only verifies "
                                "tokens; mint them with the issuer's private key")
-    elif not env.get("PIECES_JWT_SECRET", "").strip():
-        secret = read_dev_secret(dev_secret_file)
-        if secret is None:
-            raise CommandError(f"PIECES_JWT_SECRET is not set and there is no development "
-                               f"secret in {dev_secret_file} (`make run` creates one)")
-        env["PIECES_JWT_SECRET"] = secret
-        source = f"development secret in {dev_secret_file}"
+        raise CommandError("PIECES_JWT_SECRET is not set: tokens are signed with the "
+                           "service's HS256 secret")
     try:
-        return jwt_settings_from_env(env), source
+        return jwt_settings_from_env(env)
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
 
@@ -113,32 +91,8 @@ def _cmd_migrate(args, env) -> None:
     print(f"{len(applied)} migration(s) applied" if applied else "already up to date")
 
 
-def _cmd_demo_data(args, env) -> None:
-    from . import demo
-    from .migrate import connect
-
-    url, _server, where = open_database(env)
-    conn = connect(url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT to_regclass('public.pieces') IS NOT NULL")
-            if not cur.fetchone()[0]:
-                raise CommandError(f"{where} is not migrated; run `{PROG} migrate` first")
-        conn.rollback()
-        loaded = demo.load(conn)
-    finally:
-        conn.close()
-    if loaded:
-        for tenant in loaded:
-            print(f"loaded {tenant.pieces} pieces for {tenant.name} ({tenant.company_guid})")
-    else:
-        print("demo data already present; nothing loaded")
-
-
 def _cmd_token(args, env) -> None:
-    settings, source = signing_settings(env)
-    if source != "PIECES_JWT_SECRET":
-        print(f"{PROG}: using the {source} (PIECES_JWT_SECRET is not set)", file=sys.stderr)
+    settings = signing_settings(env)
     print(mint_token(settings, company_guid=args.company, role=args.role, subject=args.sub,
                      ttl_seconds=args.ttl_seconds))
 
@@ -176,20 +130,25 @@ def _ttl(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description="pieces_service local and operator commands.")
+Command = Callable[[argparse.Namespace, Mapping[str, str]], None]
+
+
+def new_parser(prog: str, description: str):
+    """(parser, its subcommands) with one-line usage errors; add commands with
+    `add_migrate_command`, `add_token_command` or `commands.add_parser(…).set_defaults(run=…)`."""
+    parser = _Parser(prog=prog, description=description)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      parser_class=_Parser)
-    commands.add_parser(
-        "migrate", help="apply pending migrations (DATABASE_URL, else the embedded server)",
-    ).set_defaults(run=_cmd_migrate)
-    commands.add_parser(
-        "demo-data", help="load the demo tenants (skipped when already loaded)",
-    ).set_defaults(run=_cmd_demo_data)
-    token = commands.add_parser(
-        "token", help="print a signed HS256 bearer token",
-        description="Print an HS256 token signed with PIECES_JWT_SECRET (else the development "
-                    "secret of `make run`), with aud/iss when PIECES_JWT_AUDIENCE/ISSUER are set.")
+    return parser, commands
+
+
+def add_migrate_command(commands, run: Command, help: str) -> None:
+    commands.add_parser("migrate", help=help).set_defaults(run=run)
+
+
+def add_token_command(commands, run: Command, description: str) -> None:
+    token = commands.add_parser("token", help="print a signed HS256 bearer token",
+                                description=description)
     token.add_argument("--company", required=True, type=_uuid, metavar="UUID",
                        help="the tenant (company_guid claim)")
     token.add_argument("--role", required=True, type=_role, metavar="ROLE",
@@ -197,7 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--sub", default="local-dev", help="the subject (default: local-dev)")
     token.add_argument("--ttl-seconds", type=_ttl, default=DEFAULT_TOKEN_TTL_SECONDS,
                        metavar="N", help=f"lifetime (default: {DEFAULT_TOKEN_TTL_SECONDS})")
-    token.set_defaults(run=_cmd_token)
+    token.set_defaults(run=run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser, commands = new_parser(PROG, "pieces_service operator commands.")
+    add_migrate_command(commands, _cmd_migrate,
+                        help="apply pending migrations to DATABASE_URL (safe to repeat)")
+    add_token_command(
+        commands, _cmd_token,
+        description="Print an HS256 token signed with PIECES_JWT_SECRET, with aud/iss when "
+                    "PIECES_JWT_AUDIENCE/ISSUER are set.")
     return parser
 
 
@@ -205,25 +174,32 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    """Run one command; return the exit status."""
-    args = build_parser().parse_args(argv)
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None,
+                env: Mapping[str, str] | None, prog: str) -> int:
+    """Parse `argv`, run the chosen command with `env` (else os.environ) and return the
+    exit status; errors become one line on stderr, prefixed with `prog`."""
+    args = parser.parse_args(argv)
     env = os.environ if env is None else env
     try:
         args.run(args, env)
     except (CommandError, ConfigError) as exc:
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except psycopg2.Error as exc:
-        print(f"{PROG}: database error: {_one_line(exc)}", file=sys.stderr)
+        print(f"{prog}: database error: {_one_line(exc)}", file=sys.stderr)
         return 1
-    except (OSError, subprocess.SubprocessError) as exc:  # e.g. the embedded server failed
-        print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+    except (OSError, subprocess.SubprocessError) as exc:  # e.g. devtools' embedded server
+        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
     return 0
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    """Run one command; return the exit status."""
+    return run_command(build_parser(), argv, env, PROG)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def db_url():
     raw = os.environ.get("TEST_DATABASE_URL")
     server = None
     if not raw:
-        from pieces_service import embedded
+        from devtools import embedded
 
         server = embedded.start()
         _drop_stale_test_databases(server)

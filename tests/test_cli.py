@@ -1,22 +1,27 @@
-"""The `pieces-service` command and the demo data (docs/running.md), on real PostgreSQL."""
+"""The installed `pieces-service` command (operator commands only), on real PostgreSQL.
+
+The development commands built on it (`python -m devtools`, `make run`, the demo data) are
+tested in tests/test_devtools.py.
+"""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import textwrap
 import uuid
+from pathlib import Path
 
 import psycopg2
 import pytest
 
-from pieces_service import cli, demo
+from pieces_service import cli
 from pieces_service.auth import Principal, Role, decode_token
 from pieces_service.config import JWTSettings
-from pieces_service.localrun import ensure_jwt_key
-from pieces_service.migrate import connect, head_version, migrate, migration_files
+from pieces_service.migrate import connect, head_version, migration_files
 
-from conftest import TEST_SECRET
-
+PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET = "cli-test-secret-" + "s" * 32
 COMPANY = uuid.UUID("0b5c6a8e-2f44-4c1e-9d0a-6f1d2a3b4c5d")
 
@@ -67,36 +72,15 @@ def test_token_carries_audience_and_issuer_when_configured(capsys):
     assert decode_token(out.strip(), settings).role is Role.INTEGRATION
 
 
-def test_token_falls_back_to_the_development_secret(tmp_path):
-    env = {}
-    note = ensure_jwt_key(env, tmp_path / "jwt-secret")
-    assert "generated" in note and env["PIECES_JWT_SECRET"] not in note
-    assert (tmp_path / "jwt-secret").stat().st_mode & 0o777 == 0o600
-    again = {}
-    assert "earlier run" in ensure_jwt_key(again, tmp_path / "jwt-secret")
-    assert again == env
-
-    settings, source = cli.signing_settings({}, tmp_path / "jwt-secret")
-    token = cli.mint_token(settings, company_guid=COMPANY, role=Role.OPERATOR)
-    assert "development secret" in source
-    assert decode_token(token, JWTSettings(env["PIECES_JWT_SECRET"], ("HS256",))).company_guid \
-        == COMPANY
+def test_token_signs_only_with_the_environment_secret(capsys):
+    # Never the development secret of a source checkout (.local/jwt-secret), even if there
+    # is one: that fallback is `python -m devtools token`.
+    status, out, err = run_cli(capsys, "token", "--company", str(COMPANY), "--role",
+                               "Operator")
+    assert out == ""
+    assert_one_line_error(status, err, 1, "PIECES_JWT_SECRET is not set")
     with pytest.raises(cli.CommandError, match="PIECES_JWT_SECRET is not set"):
-        cli.signing_settings({}, tmp_path / "absent")
-
-
-def test_token_from_the_cli_is_accepted_by_the_service(app_factory, demo_db):
-    client = app_factory(database_url=demo_db[0]).test_client()
-    settings = JWTSettings(TEST_SECRET, ("HS256",))
-    tenant = demo.DEFAULT_TENANT
-    token = cli.mint_token(settings, company_guid=tenant.company_guid, role=Role.COMPANY_ADMIN)
-    response = client.get("/api/v1/pieces", query_string={"limit": 5},
-                          headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 200, response.get_data(as_text=True)
-    pieces = response.get_json()
-    assert len(pieces) == 5
-    assert {p["company_guid"] for p in pieces} == {str(tenant.company_guid)}
-    assert all(p["is_active"] for p in pieces)
+        cli.signing_settings({})
 
 
 @pytest.mark.parametrize("argv, env, status, fragments", [
@@ -113,6 +97,8 @@ def test_token_from_the_cli_is_accepted_by_the_service(app_factory, demo_db):
      {"PIECES_JWT_SECRET": "short"}, 1, ["at least 32 characters"]),
     ([], {}, 2, ["required"]),
     (["frobnicate"], {}, 2, ["invalid choice"]),
+    (["demo-data"], {}, 2, ["invalid choice"]),  # a development command (devtools)
+    (["migrate"], {}, 1, ["DATABASE_URL is not set", "make migrate"]),
     (["migrate"], {"DATABASE_URL": "mysql://localhost/pieces"}, 1, ["DATABASE_URL"]),
     (["migrate"], {"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/pieces"}, 1,
      ["database error"]),
@@ -135,7 +121,51 @@ def test_the_module_entry_point_reports_errors_without_a_traceback():
         "pieces-service: error: PIECES_JWT_SECRET must be at least 32 characters"]
 
 
-# --- migrate and demo-data -------------------------------------------------------------------
+def test_the_installed_command_needs_database_url():
+    script = shutil.which("pieces-service", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("the console script is not installed next to this interpreter")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    result = subprocess.run([script, "migrate"], capture_output=True, text=True, env=env,
+                            cwd=PROJECT_DIR, timeout=60)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.strip().splitlines() == [
+        "pieces-service: error: DATABASE_URL is not set (for a local embedded PostgreSQL use "
+        "`make migrate` from a source checkout)"]
+
+
+# Run from the project directory, where `devtools` is importable: absent from sys.modules
+# afterwards means nothing imported it, not that it could not be found.
+_NO_DEVELOPMENT_TOOLS = textwrap.dedent("""
+    import importlib, pkgutil, sys
+
+    import pieces_service
+    from pieces_service import cli, create_app
+
+    create_app(env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/pieces",
+                    "PIECES_JWT_SECRET": "s" * 40})
+    for module in pkgutil.walk_packages(pieces_service.__path__, "pieces_service."):
+        importlib.import_module(module.name)
+    assert cli.main(["migrate"], env={}) == 1
+    assert cli.main(["token", "--company", "{company}", "--role", "Operator"],
+                    env={"PIECES_JWT_SECRET": "s" * 40}) == 0
+    print(sorted(name for name in sys.modules
+                 if name.partition(".")[0] in ("pgserver", "devtools")))
+""")
+
+
+def test_the_service_never_imports_the_development_tools():
+    assert (PROJECT_DIR / "devtools" / "__init__.py").exists()
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_DEVELOPMENT_TOOLS.replace("{company}", str(COMPANY))],
+        capture_output=True, text=True, cwd=PROJECT_DIR, timeout=120,
+        env={k: v for k, v in os.environ.items() if k != "DATABASE_URL"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+# --- migrate ---------------------------------------------------------------------------------
 
 @pytest.fixture
 def empty_database(admin_conn, db_url):
@@ -153,9 +183,6 @@ def empty_database(admin_conn, db_url):
 
 def test_migrate_applies_everything_once_and_then_nothing(capsys, empty_database):
     env = {"DATABASE_URL": raw(empty_database)}
-    status, _, err = run_cli(capsys, "demo-data", **env)
-    assert_one_line_error(status, err, 1, "not migrated", "pieces-service migrate")
-
     status, out, err = run_cli(capsys, "migrate", **env)
     assert status == 0, err
     assert f"{len(migration_files())} migration(s) applied" in out
@@ -170,130 +197,3 @@ def test_migrate_applies_everything_once_and_then_nothing(capsys, empty_database
             assert cur.fetchone() == (len(migration_files()), head_version())
     finally:
         conn.close()
-
-
-@pytest.fixture(scope="module")
-def demo_db(db_url):
-    """A database of its own, migrated and loaded with the demo data, so that no other
-    test's rows (fuzzers sync into arbitrary tenants) can touch the demo tenants. Yields
-    (url, the tenants the load added)."""
-    name = f"pieces_demo_{os.getpid()}"
-    admin = connect(db_url)
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            cur.execute(f'CREATE DATABASE "{name}"')
-    except psycopg2.errors.InsufficientPrivilege:
-        admin.close()
-        pytest.skip("the test database's role may not create databases")
-    url = db_url.set(database=name)
-    migrate(url, echo=lambda *_: None)
-    conn = connect(url)
-    try:
-        added = demo.load(conn)
-    finally:
-        conn.close()
-    yield url, added
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
-
-
-@pytest.fixture
-def demo_loaded(demo_db):
-    return demo_db[1]
-
-
-@pytest.fixture
-def demo_conn(demo_db):
-    conn = connect(demo_db[0])
-    conn.autocommit = True
-    yield conn
-    conn.close()
-
-
-COUNTS = """
-SELECT (SELECT count(*) FROM projects WHERE company_guid = %(t)s),
-       (SELECT count(*) FROM components WHERE company_guid = %(t)s),
-       (SELECT count(*) FROM assemblies WHERE company_guid = %(t)s),
-       (SELECT count(*) FROM pieces WHERE company_guid = %(t)s),
-       (SELECT count(*) FROM pieces WHERE company_guid = %(t)s AND is_active)
-"""
-
-
-def counts(conn):
-    result = {}
-    with conn.cursor() as cur:
-        for tenant in demo.TENANTS:
-            cur.execute(COUNTS, {"t": str(tenant.company_guid)})
-            result[tenant.company_guid] = cur.fetchone()
-    return result
-
-
-def test_demo_data_has_the_documented_counts(demo_conn, demo_loaded):
-    assert demo_loaded == list(demo.TENANTS)
-    assert counts(demo_conn) == demo.EXPECTED_COUNTS == {
-        uuid.UUID("d1000000-0000-4000-8000-000000000001"): (5, 25, 625, 5000, 4987),
-        uuid.UUID("d2000000-0000-4000-8000-000000000002"): (3, 15, 375, 3000, 2800),
-        uuid.UUID("d3000000-0000-4000-8000-000000000003"): (2, 10, 250, 2000, 1997),
-    }
-    assert sum(t.pieces for t in demo.TENANTS) == 10_000
-
-
-def test_loading_the_demo_data_again_changes_nothing(capsys, demo_conn, demo_db):
-    db_url = demo_db[0]
-    before = counts(demo_conn)
-    conn = connect(db_url)
-    try:
-        assert demo.load(conn) == []
-    finally:
-        conn.close()
-    status, out, err = run_cli(capsys, "demo-data", DATABASE_URL=raw(db_url))
-    assert status == 0, err
-    assert "already present" in out
-    assert counts(demo_conn) == before
-
-
-def test_demo_deletes_follow_the_cascade_rules(demo_conn):
-    nord, alpine, _ = demo.TENANTS
-    with demo_conn.cursor() as cur:
-        # Tenant 1: one assembly deleted with its 8 pieces, all at one deleted_at.
-        cur.execute("SELECT deleted_at FROM assemblies WHERE guid = %s",
-                    (str(demo.demo_guid(nord, 1, 2, 3)),))
-        (assembly_deleted_at,) = cur.fetchone()
-        cur.execute("SELECT count(*), count(DISTINCT deleted_at), min(deleted_at)"
-                    " FROM pieces WHERE assembly_guid = %s",
-                    (str(demo.demo_guid(nord, 1, 2, 3)),))
-        assert cur.fetchone() == (8, 1, assembly_deleted_at)
-        # Tenant 2: a component deleted by cascade; one of its pieces was deleted earlier.
-        component = str(demo.demo_guid(alpine, 2, 4))
-        cur.execute("SELECT deleted_at FROM components WHERE guid = %s", (component,))
-        (component_deleted_at,) = cur.fetchone()
-        cur.execute("SELECT count(*) FILTER (WHERE deleted_at = %s),"
-                    " count(*) FILTER (WHERE deleted_at < %s), count(*) FILTER (WHERE is_active)"
-                    " FROM pieces WHERE component_guid = %s",
-                    (component_deleted_at, component_deleted_at, component))
-        assert cur.fetchone() == (199, 1, 0)
-        cur.execute("SELECT count(*) FROM assemblies WHERE component_guid = %s"
-                    " AND deleted_at = %s", (component, component_deleted_at))
-        assert cur.fetchone() == (25,)
-        # Every delete is in the audit trail with the rows it touched.
-        cur.execute("SELECT entity_type, rows_affected FROM audit_log"
-                    " WHERE actor = %s AND entity_guid = ANY(%s::uuid[]) ORDER BY entity_type",
-                    (demo.DEMO_ACTOR, [str(demo.demo_guid(nord, 1, 2, 3)), component]))
-        assert cur.fetchall() == [("assembly", 9), ("component", 225)]
-
-
-def test_demo_pieces_look_like_cut_bars(demo_conn):
-    tenants = [str(t.company_guid) for t in demo.TENANTS]
-    with demo_conn.cursor() as cur:
-        cur.execute("SELECT array_agg(DISTINCT angle_left), count(DISTINCT barcode),"
-                    " count(*), bool_and(outer_length > 0 AND inner_length > 0),"
-                    " bool_and(trolley_cell = trolley || '/' || cell),"
-                    " count(*) FILTER (WHERE profile_code IS NULL)"
-                    " FROM pieces WHERE company_guid = ANY(%s::uuid[])", (tenants,))
-        angles, barcodes, total, lengths_ok, slots_ok, no_profile = cur.fetchone()
-    assert sorted(angles) == [45, 90]
-    assert barcodes == total == 10_000
-    assert lengths_ok and slots_ok and no_profile == 0

@@ -1,4 +1,5 @@
-"""The embedded PostgreSQL used when no DATABASE_URL is given (the `pgserver` wheel).
+"""The embedded PostgreSQL used when no DATABASE_URL is given (the `pgserver` wheel, the
+`local` extra): `make run`, `make migrate`, `make demo-data`, `make test` and `make bench`.
 
 Its data lives under the project folder (`.local/pgdata`), so a second `make run` or
 `make test` reuses it. The server stops when the last process holding it exits.

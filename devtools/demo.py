@@ -1,4 +1,5 @@
 """Demo data for local runs: three fixed tenants, 10,000 pieces, some of them soft-deleted.
+Loaded by `make run` and `make demo-data` (`python -m devtools demo-data`).
 
 Every GUID is derived from the tenant and the row's position (`demo_guid`), so the demo data
 is the same on every machine and docs/running.md can name rows. `load(conn)` writes it all
@@ -15,7 +16,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 
-from .dao import hierarchy
+from pieces_service.dao import hierarchy
 
 COMPONENTS_PER_PROJECT = 5
 ASSEMBLIES_PER_COMPONENT = 25
@@ -296,9 +297,10 @@ CROSS JOIN LATERAL (
 WHERE bar.k <= %(pieces)s
 """
 
-# A soft delete as the service's cascade does it (dao/hierarchy.py, whose LEVELS it walks),
-# but backdated: the whole load is one transaction, where the service's now() would give
-# every deletion the same deleted_at, and "deleted earlier on its own" needs an earlier one.
+# A soft delete as the service's cascade does it (pieces_service/dao/hierarchy.py, whose
+# LEVELS it walks), but backdated: the whole load is one transaction, where the service's
+# now() would give every deletion the same deleted_at, and "deleted earlier on its own"
+# needs an earlier one.
 _DELETE_ROW = """
 UPDATE {table}
 SET is_active = false,

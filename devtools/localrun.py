@@ -1,4 +1,5 @@
-"""`make run`: the whole service on this machine, in one foreground process.
+"""`make run` (`python -m devtools.localrun`): the whole service on this machine, in one
+foreground process.
 
 1. the verification key: `PIECES_JWT_SECRET` or `PIECES_JWT_PUBLIC_KEY` when set, else a
    development secret generated once into .local/jwt-secret and reused afterwards;
@@ -25,12 +26,14 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pieces_service.auth import Role
+from pieces_service.cli import (DEFAULT_TOKEN_TTL_SECONDS, CommandError, mint_token,
+                                signing_settings)
+from pieces_service.config import Config, ConfigError
+from pieces_service.migrate import connect, migrate
+
 from . import demo, embedded
-from .auth import Role
-from .cli import (DEFAULT_TOKEN_TTL_SECONDS, DEV_SECRET_FILE, PROG, CommandError, mint_token,
-                  open_database, read_dev_secret, signing_settings)
-from .config import Config, ConfigError
-from .migrate import connect, migrate
+from .cli import DEV_SECRET_FILE, PROG, open_database, raw_url, read_dev_secret
 
 READY_TIMEOUT_SECONDS = 60
 
@@ -94,7 +97,7 @@ def _wait_until_ready(gunicorn: subprocess.Popen, port: int) -> bool:
 def _banner(env: dict[str, str], port: int) -> None:
     tenant = demo.DEFAULT_TENANT
     try:
-        settings, _ = signing_settings(env)
+        settings = signing_settings(env)
     except CommandError:
         say("a public key is configured, so no token is printed: use one from your issuer "
             f"(company_guid {tenant.company_guid} is the demo tenant {tenant.name})")
@@ -106,7 +109,7 @@ def _banner(env: dict[str, str], port: int) -> None:
         f"token valid {hours} h):\n\n"
         f'curl -H "Authorization: Bearer {token}" '
         f'"http://127.0.0.1:{port}/api/v1/pieces?limit=5"\n\n'
-        f"More tokens: .venv/bin/{PROG} token --company <uuid> --role <Role>  "
+        f"More tokens: .venv/bin/{PROG} token --company <uuid> --role <Role>\n"
         f"(demo tenants: docs/running.md). Ctrl-C stops everything.\n",
         flush=True,
     )
@@ -163,8 +166,7 @@ def run(env: dict[str, str]) -> int:
     try:
         say(f"database: {where}")
         if server is not None:
-            env["DATABASE_URL"] = url.render_as_string(hide_password=False).replace(
-                "postgresql+psycopg2://", "postgresql://", 1)
+            env["DATABASE_URL"] = raw_url(url)
         config = Config.from_env(env)  # validates every variable before anything is served
         if not _port_is_free(config.port):
             raise CommandError(f"127.0.0.1:{config.port} is already in use; stop what "

@@ -16,8 +16,6 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 
-from pieces_service.dao import hierarchy
-
 COMPONENTS_PER_PROJECT = 5
 ASSEMBLIES_PER_COMPONENT = 25
 PIECES_PER_ASSEMBLY = 8
@@ -297,10 +295,28 @@ CROSS JOIN LATERAL (
 WHERE bar.k <= %(pieces)s
 """
 
-# A soft delete as the service's cascade does it (pieces_service/dao/hierarchy.py, whose
-# LEVELS it walks), but backdated: the whole load is one transaction, where the service's
-# now() would give every deletion the same deleted_at, and "deleted earlier on its own"
-# needs an earlier one.
+
+@dataclass(frozen=True)
+class _Level:
+    table: str
+    descendants: tuple[str, ...]  # tables below, top-down
+    own_column: str               # this entity's GUID column in descendant tables
+
+
+# What the demo deletes need of the hierarchy. A local copy of what was the cascade's
+# `pieces_service.dao.hierarchy.LEVELS` (now replaced by pieces_service/catalogue.py), so
+# that this module does not follow the service's internals until demo loading goes through
+# the service's own cascade code.
+_LEVELS = {
+    "project": _Level("projects", ("components", "assemblies", "pieces"), "project_guid"),
+    "component": _Level("components", ("assemblies", "pieces"), "component_guid"),
+    "assembly": _Level("assemblies", ("pieces",), "assembly_guid"),
+    "piece": _Level("pieces", (), ""),
+}
+
+# A soft delete as the service's cascade does it (pieces_service/dao/hierarchy.py), but
+# backdated: the whole load is one transaction, where the service's now() would give every
+# deletion the same deleted_at, and "deleted earlier on its own" needs an earlier one.
 _DELETE_ROW = """
 UPDATE {table}
 SET is_active = false,
@@ -383,7 +399,7 @@ def _apply_deletions(cur, tenant: DemoTenant) -> None:
         params = {"tenant": str(tenant.company_guid),
                   "guid": str(demo_guid(tenant, *deletion.position)),
                   "days_ago": deletion.days_ago, "entity": entity, "actor": DEMO_ACTOR}
-        level = hierarchy.LEVELS[entity]
+        level = _LEVELS[entity]
         cur.execute(_DELETE_ROW.format(table=level.table), params)
         rows = cur.rowcount
         for table in level.descendants:

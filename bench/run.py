@@ -254,17 +254,18 @@ def _percentile(values: list[int], pct: float) -> int:
 
 
 def sync_db_floor(url, pool_file: Path, seconds: int) -> dict:
-    """The sync endpoint's SQL (lock_parents + upsert_pieces, in the service's transaction
-    setup) replayed from one connection with new 1000-piece batches: DB rows/s per worker."""
+    """The sync endpoint's SQL (lock_parents + insert_pieces_by_natural_key, in the service's
+    transaction setup) replayed from one connection with new 1000-piece batches: DB rows/s
+    per worker."""
     from pieces_service import db as service_db
-    from pieces_service.api.pieces.schemas import DIMENSION_ATTRIBUTES, TEXT_ATTRIBUTES
+    from pieces_service.catalogue import PIECE
     from pieces_service.dao import sync as sync_dao
 
     config = workload.service_config(url)
     engine = service_db.build_engine(config)
     setup = service_db.transaction_setup(config, readonly=False)
     pool = [line.split() for line in pool_file.read_text().splitlines()][:200]
-    blank = {name: None for name in (*DIMENSION_ATTRIBUTES, *TEXT_ATTRIBUTES)}
+    blank = {a.name: None for a in PIECE.attributes}
     inserted = batches = 0
     started = time.monotonic()
     try:
@@ -285,11 +286,11 @@ def sync_db_floor(url, pool_file: Path, seconds: int) -> dict:
                          for k in range(workload.SYNC_ITEMS)]
                 conn.exec_driver_sql(setup, {"tenant": tenant})
                 first = items[0]
-                sync_dao.lock_parents(conn, tenant=tenant_id,
-                                      project_guids=[first["project_guid"]],
-                                      component_guids=[first["component_guid"]],
-                                      assembly_guids=[first["assembly_guid"]])
-                added, _ = sync_dao.upsert(conn, table="pieces", tenant=tenant_id, items=items)
+                sync_dao.lock_parents(conn, tenant=tenant_id, guids={
+                    "project": [first["project_guid"]], "component": [first["component_guid"]],
+                    "assembly": [first["assembly_guid"]]})
+                added = len(sync_dao.insert(conn, level=PIECE, tenant=tenant_id, items=items,
+                                            by_guid=False))
                 conn.exec_driver_sql("COMMIT")
                 inserted += added
                 batches += 1

@@ -4,9 +4,10 @@ files that the wrk script (bench/lua/bench.lua) and pgbench read.
 For every read scenario one list of (tenant, DAO arguments) is drawn; from it come
   - `<scenario>.targets`: "<path> <bearer token>" per line, for wrk (a random line per request);
   - `pgbench/<scenario>/NNN.sql`: all targets, spread over PGBENCH_SCRIPTS pgbench scripts that run
-    exactly what a request sends (pieces_service.db's `read_one` message: the read setup and
-    the DAO statement with the values psycopg2 inlines, as one pgbench compound command, so
-    one round trip and one implicit transaction), picked at random per transaction by pgbench.
+    exactly what a request sends (the one message of pieces_service.db's
+    `OneMessageReads.fetch_one`: the read setup and the DAO statement with the values
+    psycopg2 inlines, as one pgbench compound command, so one round trip and one implicit
+    transaction), picked at random per transaction by pgbench.
 """
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ import jwt
 from sqlalchemy.engine import URL
 
 from pieces_service import db as service_db
-from pieces_service.api.pieces.resources import decode_cursor, encode_cursor
 from pieces_service.config import Config, JWTSettings
 from pieces_service.dao import load_queries
 from pieces_service.dao import pieces as pieces_dao
+from pieces_service.domain.pieces import decode_cursor, encode_cursor
 from pieces_service.migrate import connect
 
 JWT_SECRET = "pieces-bench-secret-for-benchmarks-only-0123456789"
@@ -61,23 +62,17 @@ def service_config(url: URL) -> Config:
 
 
 def _read_message(cur, read_setup: str, tenant: str, statement: str) -> str:
-    """`pieces_service.db.read_one`'s one message, as one pgbench compound command."""
+    """The one message of `pieces_service.db.OneMessageReads.fetch_one`, as one pgbench
+    compound command."""
     setup = cur.mogrify(read_setup, {"rls_tenant": tenant}).decode().replace(";", " \\;")
     return f"{setup}{statement};\n"
 
 
 def _list_args(tenant, *, project=None, assembly=None, limit=100, offset=0, after=None):
-    return {
-        "tenant": uuid.UUID(tenant),
-        "project_guid": uuid.UUID(project) if project else None,
-        "component_guid": None,
-        "assembly_guid": uuid.UUID(assembly) if assembly else None,
-        "include_inactive": False,
-        "limit": limit,
-        "offset": offset,
-        "after_created_at": after[0] if after else None,
-        "after_guid": after[1] if after else None,
-    }
+    return pieces_dao.list_parameters(
+        tenant=uuid.UUID(tenant), project_guid=uuid.UUID(project) if project else None,
+        component_guid=None, assembly_guid=uuid.UUID(assembly) if assembly else None,
+        include_inactive=False, limit=limit, offset=offset, after=after)
 
 
 def _write_pgbench(cur, directory: Path, picks: list[tuple[str, str, dict]],
@@ -143,7 +138,8 @@ def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:
                 last_page = min(DEEP_PAGE + 10, active // PAGE_SIZE)
                 pages = list(range(max(2, last_page - 19), last_page + 1))
                 cur.execute(
-                    "SELECT n, created_at::text || ' ' || guid::text FROM ("
+                    "SELECT n, (extract(epoch FROM created_at) * 1000000)::bigint || ' ' || guid"
+                    " FROM ("
                     " SELECT created_at, guid,"
                     "        row_number() OVER (ORDER BY created_at, guid) AS n"
                     " FROM pieces WHERE company_guid = %s AND project_guid = %s AND is_active"

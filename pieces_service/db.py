@@ -9,10 +9,12 @@ scheme works unchanged behind PgBouncer in transaction-pooling mode.
 The engine runs psycopg2 in autocommit mode and we issue BEGIN ourselves, so the setup
 (BEGIN, role, tenant, timeouts) costs one round trip instead of psycopg2's separate BEGIN.
 
-A read that is one statement (the list page, the detail) goes through `read_one` instead:
+A read that is one statement (the list page, the detail) goes through `reads()` instead:
 the setup and the statement travel as one simple-query message, which PostgreSQL runs as one
 implicit transaction (its `SET LOCAL`s end with it). One round trip instead of three, and no
 COMMIT to send: BENCHMARKS.md has the figures.
+
+Database exceptions never leave this module raw: `errors.from_database` classifies them.
 """
 from __future__ import annotations
 
@@ -27,9 +29,10 @@ import psycopg2.extras
 from flask import current_app
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
-from . import observability
+from . import errors, observability
 from .config import Config
 
 APP_ROLE = "pieces_app"
@@ -38,10 +41,6 @@ APP_ROLE = "pieces_app"
 psycopg2.extras.register_uuid()
 
 _engine_lock = threading.Lock()
-
-
-class DatabaseUnavailable(Exception):
-    """The database could not be reached or dropped the connection."""
 
 
 def build_engine(config: Config) -> Engine:
@@ -94,8 +93,9 @@ _SETUP = (
 )
 
 
-# The setup of a one-message read (`read_one`). No BEGIN: the message is its own implicit
-# transaction. No idle-in-transaction timeout: such a transaction never waits on the client.
+# The setup of a one-message read (`OneMessageReads.fetch_one`). No BEGIN: the message is
+# its own implicit transaction. No idle-in-transaction timeout: such a transaction never
+# waits on the client.
 # Its tenant parameter has its own name so the statement's own %(tenant)s stays a uuid.
 _READ_SETUP = (
     "SET TRANSACTION ISOLATION LEVEL READ COMMITTED READ ONLY;"
@@ -116,7 +116,8 @@ def transaction_setup(config: Config, *, readonly: bool) -> str:
 
 
 def read_setup(config: Config) -> str:
-    """The text `read_one` sends before its statement (the benchmark replays it too)."""
+    """The text `OneMessageReads.fetch_one` sends before its statement (the benchmark
+    replays it too)."""
     return _READ_SETUP.format(statement_timeout=int(config.statement_timeout_ms))
 
 
@@ -132,9 +133,24 @@ def init_app(app) -> None:
 
 
 def set_tenant(conn: Connection, tenant: uuid.UUID) -> None:
-    """Switch the RLS tenant inside the current transaction (SystemAdmin reaching a GUID)."""
+    """Switch the RLS tenant inside the current transaction (SystemAdmin reaching a GUID,
+    a SystemAdmin sync batch naming several tenants)."""
     conn.exec_driver_sql("SELECT set_config('pieces.tenant', %(tenant)s, true)",
                          {"tenant": str(tenant)})
+
+
+@contextmanager
+def _classified() -> Iterator[None]:
+    """Database exceptions leave as the service's errors (`errors.from_database`)."""
+    try:
+        yield
+    except DBAPIError as exc:
+        # A lost connection is not always an OperationalError: when the server dies
+        # (pg_ctl stop -m immediate, a crash) psycopg2 raises a bare DatabaseError. SQLAlchemy
+        # recognises the disconnect either way and invalidates the connection.
+        raise errors.from_database(exc, disconnected=exc.connection_invalidated) from exc
+    except sa_exc.TimeoutError as exc:  # no pooled connection became free in time
+        raise errors.from_database(exc, disconnected=False) from exc
 
 
 @contextmanager
@@ -142,57 +158,70 @@ def transaction(tenant: uuid.UUID, *, readonly: bool) -> Iterator[Connection]:
     """One transaction as `pieces_app` scoped to `tenant`; commits on success, rolls back
     on any exception."""
     setup = current_app.extensions["pieces_db"]["setup"][readonly]
-    try:
-        with get_engine().connect() as conn:
-            conn.exec_driver_sql(setup, {"tenant": str(tenant)})
-            try:
-                yield conn
-            except BaseException:
-                _rollback(conn)
-                raise
-            conn.exec_driver_sql("COMMIT")
-    except DBAPIError as exc:
-        # A lost connection is not always an OperationalError: when the server dies
-        # (pg_ctl stop -m immediate, a crash) psycopg2 raises a bare DatabaseError. SQLAlchemy
-        # recognises the disconnect either way and invalidates the connection; say 503.
-        if exc.connection_invalidated:
-            raise DatabaseUnavailable(str(exc.orig).strip()) from exc
-        raise
+    with _classified(), get_engine().connect() as conn:
+        conn.exec_driver_sql(setup, {"tenant": str(tenant)})
+        try:
+            yield conn
+        except BaseException:
+            _rollback(conn)
+            raise
+        conn.exec_driver_sql("COMMIT")
 
 
-def read_one(tenant: uuid.UUID, statement: str, params: dict) -> tuple:
-    """The one row of a read-only `statement` run as `pieces_app` scoped to `tenant`, in its
-    own transaction and in one round trip.
+@contextmanager
+def untenanted() -> Iterator[Connection]:
+    """A pooled connection with no role or tenant set, for statements that read no tenant
+    data (the readiness probe)."""
+    with _classified(), get_engine().connect() as conn:
+        yield conn
 
-    The setup and the statement go out as one message; PostgreSQL runs a multi-statement
-    message as one implicit transaction, so the `SET LOCAL`s (role, tenant, timeout) hold for
-    the statement and end with it, and a failure anywhere rolls all of it back. psycopg2
-    returns the last statement's rows. Works unchanged behind PgBouncer (one transaction).
-    Errors are told apart as SQLAlchemy would: a lost connection is invalidated, and it or a
-    timeout is `DatabaseUnavailable` (503); any other database error propagates (500).
+
+class OneMessageReads:
+    """A pooled connection on which each `fetch_one` is a read-only transaction of its own,
+    sent as one message together with its setup.
+
+    PostgreSQL runs a multi-statement message as one implicit transaction, so the
+    `SET LOCAL`s (role, tenant, timeout) hold for the statement and end with it, and a
+    failure anywhere rolls all of it back. psycopg2 returns the last statement's rows.
+    Works unchanged behind PgBouncer (one transaction).
+    """
+
+    __slots__ = ("_cursor", "_setup")
+
+    def __init__(self, cursor, setup: str):
+        self._cursor = cursor
+        self._setup = setup
+
+    def fetch_one(self, tenant: uuid.UUID, statement: str, params: dict) -> tuple:
+        """The one row of the read-only `statement`, run as `pieces_app` scoped to `tenant`."""
+        self._cursor.execute(self._setup + statement, {**params, "rls_tenant": str(tenant)})
+        return self._cursor.fetchone()
+
+
+@contextmanager
+def reads() -> Iterator[OneMessageReads]:
+    """A connection for one-message reads (`OneMessageReads`), back to the pool afterwards.
+
+    The DBAPI cursor of SQLAlchemy's pooled connection, with no result objects to build.
+    Errors are told apart as SQLAlchemy would: a lost connection is invalidated (never pooled
+    again); every database error leaves as `errors.from_database` classifies it.
     """
     setup = current_app.extensions["pieces_db"]["read_setup"]
     engine = get_engine()
     try:
         pooled = engine.raw_connection()
-    except psycopg2.Error as exc:  # could not connect (the pool raises the driver's error)
-        raise DatabaseUnavailable(str(exc).strip()) from exc
+    except (psycopg2.Error, sa_exc.SQLAlchemyError) as exc:  # could not connect, pool timeout
+        raise errors.from_database(exc, disconnected=False) from exc
     try:
-        # The DBAPI cursor of SQLAlchemy's pooled connection: one statement, one row, no
-        # result object to build (1,641 -> 1,542 Python calls per detail request).
         with pooled.cursor() as cursor:
-            cursor.execute(setup + statement, {**params, "rls_tenant": str(tenant)})
-            return cursor.fetchone()
+            yield OneMessageReads(cursor, setup)
     except psycopg2.Error as exc:
         connection = pooled.dbapi_connection
-        if connection is None or connection.closed or engine.dialect.is_disconnect(
-                exc, connection, None):
-            # The server went away (SQLAlchemy's own test): never pool this connection again.
+        disconnected = connection is None or bool(connection.closed) \
+            or engine.dialect.is_disconnect(exc, connection, None)
+        if disconnected:
             pooled.invalidate(exc)
-            raise DatabaseUnavailable(str(exc).strip()) from exc
-        if isinstance(exc, psycopg2.OperationalError):  # e.g. statement_timeout
-            raise DatabaseUnavailable(str(exc).strip()) from exc
-        raise
+        raise errors.from_database(exc, disconnected=disconnected) from exc
     finally:
         pooled.close()  # back to the pool (or discarded, when invalidated)
 

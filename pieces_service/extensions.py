@@ -6,15 +6,13 @@ import logging
 from typing import NoReturn
 
 import flask_smorest
-import psycopg2.errors
 import marshmallow as ma
 import orjson
-from sqlalchemy import exc as sa_exc
 from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
 
-from .db import DatabaseUnavailable
+from . import errors
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +118,7 @@ class Api(flask_smorest.Api):
     def _register_error_handlers(self):
         super()._register_error_handlers()
         app = self._app
-        app.register_error_handler(DatabaseUnavailable, _database_unavailable)
-        app.register_error_handler(sa_exc.OperationalError, _database_unavailable)
-        app.register_error_handler(sa_exc.InterfaceError, _database_unavailable)
-        app.register_error_handler(sa_exc.TimeoutError, _database_unavailable)
+        app.register_error_handler(errors.ServiceError, _service_error)
         app.register_error_handler(Exception, _unexpected)
 
     def handle_http_exception(self, error: HTTPException):
@@ -143,16 +138,20 @@ class Api(flask_smorest.Api):
         return payload, error.code, headers
 
 
-def _database_unavailable(error):
-    if isinstance(getattr(error, "orig", None), psycopg2.errors.TransactionRollbackError):
-        # A deadlock or serialization failure between concurrent writers: nothing was
-        # written, and the same request will succeed when retried.
-        log.warning("concurrent change: %s", type(error.orig).__name__)
-        return {"detail": "A concurrent change touched the same rows; nothing was written. "
-                          "Retry the request."}, 409
-    log.warning("database unavailable: %s: %s", type(error).__name__,
-                getattr(error, "orig", error))
-    return {"detail": "Database unavailable"}, 503, {"Retry-After": "1"}
+def _service_error(error: errors.ServiceError):
+    """The one mapping of the service's errors to responses (statuses: `errors.STATUS`)."""
+    status = errors.status_of(error)
+    cause = error.__cause__
+    if isinstance(error, errors.DatabaseUnavailable):
+        log.warning("database unavailable: %s", type(getattr(cause, "orig", cause)).__name__)
+    elif isinstance(error, errors.ConcurrentChange):
+        log.warning("concurrent change: %s", type(getattr(cause, "orig", cause)).__name__)
+    elif status >= 500 and cause is not None:
+        log.error("database error", exc_info=cause)
+    payload: dict = {"detail": error.detail}
+    if error.errors:
+        payload["errors"] = error.errors
+    return payload, status, error.headers
 
 
 def _unexpected(error):

@@ -5,9 +5,7 @@ import re
 
 import marshmallow as ma
 
-MAX_TEXT_LENGTH = 1000
-MAX_CODE_LENGTH = 255
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+from .catalogue import INT32_MAX, INT32_MIN, MAX_CODE_LENGTH, MAX_TEXT_LENGTH
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

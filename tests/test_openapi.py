@@ -78,7 +78,8 @@ def test_every_endpoint_documents_an_example(client):
     for entity in ("projects", "components", "assemblies", "pieces"):
         operation = paths[f"/api/v1/sync/{entity}"]["post"]
         assert entity in operation["requestBody"]["content"]["application/json"]["example"]
-        assert example(f"/api/v1/sync/{entity}", "post", "200") == {"inserted": 1, "updated": 0}
+        assert example(f"/api/v1/sync/{entity}", "post", "200") == \
+            {"inserted": 1, "updated": 0, "unchanged": 0}
     for segment, param in (("projects", "project_guid"), ("assemblies", "assembly_guid"),
                            ("pieces", "piece_guid")):
         conflict = example(f"/api/v1/{segment}/{{{param}}}/restore", "post", "409")

@@ -1,75 +1,48 @@
-"""Example payloads shown in the OpenAPI document (one place, reused by the resources)."""
+"""Example payloads shown in the OpenAPI document, built from the catalogue's examples (one
+place, reused by the resources)."""
 from __future__ import annotations
 
-_COMPANY = "3e0f6a52-8d41-4c8e-9a1e-0c7d2b5f9e10"
-_PROJECT = "5f1c2a7e-0c4b-4f0a-9a57-2d8e61f0a001"
-_COMPONENT = "6a2d3b8f-1d5c-4a1b-8b68-3e9f72a1b002"
-_ASSEMBLY = "7b3e4c90-2e6d-4b2c-9c79-4fa083b2c003"
-_PIECE = "8c4f5da1-3f7e-4c3d-8d8a-5ab194c3d004"
+from ..catalogue import DETAIL_FIELDS, LEVELS, LIST_FIELDS, PIECE_ATTRIBUTES
 
-PIECE_RESPONSE = {
-    "guid": _PIECE,
-    "piece_id": "P1-W01-001",
-    "project_guid": _PROJECT,
-    "component_guid": _COMPONENT,
-    "assembly_guid": _ASSEMBLY,
-    "barcode": "2000000000017",
-    "outer_length": 1480,
-    "angle_left": 45,
-    "angle_right": 45,
+_COMPANY = "3e0f6a52-8d41-4c8e-9a1e-0c7d2b5f9e10"
+_GUIDS = {
+    "project": "5f1c2a7e-0c4b-4f0a-9a57-2d8e61f0a001",
+    "component": "6a2d3b8f-1d5c-4a1b-8b68-3e9f72a1b002",
+    "assembly": "7b3e4c90-2e6d-4b2c-9c79-4fa083b2c003",
+    "piece": "8c4f5da1-3f7e-4c3d-8d8a-5ab194c3d004",
+}
+_CREATED_AT = "2026-11-22T07:00:00.123456+00:00"
+
+_PIECE_VALUES = {
+    "guid": _GUIDS["piece"],
+    "company_guid": _COMPANY,
+    **{f"{name}_guid": _GUIDS[name] for name in LEVELS["piece"].parents},
+    **{a.name: a.example for a in PIECE_ATTRIBUTES},
     "is_active": True,
     "deleted_at": None,
-    "company_guid": _COMPANY,
-    "created_at": "2026-11-22T07:00:00.123456+00:00",
-}
-
-PIECE_DETAIL = {
-    **PIECE_RESPONSE,
+    "created_at": _CREATED_AT,
     "updated_at": "2026-11-22T07:05:00.654321+00:00",
-    "inner_length": 1392,
-    "profile_width": 70,
-    "profile_height": 82,
-    "orientation": "Horizontal",
-    "trolley": "T07",
-    "cell": "12",
-    "trolley_cell": "T07-12",
-    "profile_code": "PF001",
-    "profile_name": "Casement frame 70",
-    "profile_color": "RAL9016",
 }
+PIECE_RESPONSE = {name: _PIECE_VALUES[name] for name in LIST_FIELDS}
+PIECE_DETAIL = {name: _PIECE_VALUES[name] for name in DETAIL_FIELDS}
 
-PIECE_SYNC_BODY = {
-    "pieces": [{
+
+def _sync_item(level) -> dict:
+    """An item of `level` with its parents and every attribute that has an example."""
+    return {
         "company_guid": _COMPANY,
-        "project_guid": _PROJECT,
-        "component_guid": _COMPONENT,
-        "assembly_guid": _ASSEMBLY,
-        "piece_id": "P1-W01-001",
-        "barcode": "2000000000017",
-        "outer_length": 1480,
-        "angle_left": 45,
-        "angle_right": 45,
-        "profile_code": "PF001",
-    }]
-}
+        **{f"{name}_guid": _GUIDS[name] for name in level.parents},
+        **{a.name: a.example for a in level.attributes if a.example is not None},
+    }
 
-SYNC_BODIES = {
-    "projects": {"projects": [{"company_guid": _COMPANY, "code": "P-2026-001",
-                               "name": "Riverside flats"}]},
-    "components": {"components": [{"company_guid": _COMPANY, "project_guid": _PROJECT,
-                                   "code": "W01", "name": "Tilt-turn window"}]},
-    "assemblies": {"assemblies": [{"company_guid": _COMPANY, "project_guid": _PROJECT,
-                                   "component_guid": _COMPONENT, "code": "W01-A1",
-                                   "name": "Sash"}]},
-    "pieces": PIECE_SYNC_BODY,
-}
 
-SYNC_RESULT = {"inserted": 1, "updated": 0}
+SYNC_BODIES = {level.plural: {level.plural: [_sync_item(level)]} for level in LEVELS.values()}
+SYNC_RESULT = {"inserted": 1, "updated": 0, "unchanged": 0}
 
 AUDIT_ENTRY = {
     "id": 42,
     "entity_type": "assembly",
-    "entity_guid": _ASSEMBLY,
+    "entity_guid": _GUIDS["assembly"],
     "action": "delete",
     "actor": "user-17",
     "company_guid": _COMPANY,
@@ -78,6 +51,6 @@ AUDIT_ENTRY = {
 }
 
 RESTORE_CONFLICT = {
-    "detail": f"Cannot restore piece {_PIECE}: its assembly {_ASSEMBLY} is deleted. "
-              "Restore the assembly first."
+    "detail": f"Cannot restore piece {_GUIDS['piece']}: its assembly {_GUIDS['assembly']} is "
+              "deleted. Restore the assembly first."
 }

@@ -1,27 +1,20 @@
 """Reads of pieces: the list page and the detail, each one statement returning JSON text,
-each run by `db.read_one` (its own read-only transaction, one round trip)."""
+each sent with its setup as one message (`db.OneMessageReads`, one round trip)."""
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
-from .. import db
 from . import load_queries
 
 _Q = load_queries("pieces.sql")
 # From this offset on, skipping rows in an index-only scan beats reading them (BENCHMARKS.md).
 DEEP_OFFSET = 1000
-_LIST_SHALLOW = _Q["list_pieces"].format(
-    page=_Q["page_rows"].format(filters=_Q["page_filters"]))
-_LIST_DEEP = _Q["list_pieces"].format(
-    page=_Q["page_keys"].format(filters=_Q["page_filters"],
-                                rows=_Q["page_rows"].format(filters=_Q["keyed_rows"])))
 
 
 def list_statement(offset: int) -> str:
     """The list statement used for a page at `offset` (the benchmark replays it too)."""
-    return _LIST_DEEP if offset >= DEEP_OFFSET else _LIST_SHALLOW
+    return _Q["list_pieces_deep"] if offset >= DEEP_OFFSET else _Q["list_pieces"]
 
 
 @dataclass(frozen=True)
@@ -35,7 +28,7 @@ class PiecePage:
     assembly_component_guid: uuid.UUID | None
     assembly_project_guid: uuid.UUID | None
     row_count: int
-    last_key: str | None
+    last_key: str | None  # "<created_at in µs since the epoch> <guid>" of the last row
     body: str
 
 
@@ -47,6 +40,7 @@ class PieceDetailRow:
 
 
 def list_pieces(
+    reads,
     *,
     tenant: uuid.UUID,
     project_guid: uuid.UUID | None,
@@ -55,37 +49,41 @@ def list_pieces(
     include_inactive: bool,
     limit: int,
     offset: int,
-    after: tuple[datetime | str, uuid.UUID] | None = None,
+    after: tuple[int, uuid.UUID] | None = None,
 ) -> PiecePage:
     """One page of `tenant`'s pieces in (created_at, guid) order, after the keyset `after`
-    when given, with the parent filters checked against the same tenant."""
-    row = db.read_one(
-        tenant,
-        list_statement(offset),
-        {
-            "tenant": tenant,
-            "project_guid": project_guid,
-            "component_guid": component_guid,
-            "assembly_guid": assembly_guid,
-            "include_inactive": include_inactive,
-            "limit": limit,
-            "offset": offset,
-            "after_created_at": after[0] if after else None,
-            "after_guid": after[1] if after else None,
-        },
-    )
+    (created_at in µs since the epoch, guid) when given, with the parent filters checked
+    against the same tenant. `reads`: a `db.OneMessageReads`."""
+    row = reads.fetch_one(tenant, list_statement(offset), list_parameters(
+        tenant=tenant, project_guid=project_guid, component_guid=component_guid,
+        assembly_guid=assembly_guid, include_inactive=include_inactive, limit=limit,
+        offset=offset, after=after))
     return PiecePage(*row)
 
 
-def get_piece(*, tenant: uuid.UUID, guid: uuid.UUID, include_inactive: bool) -> PieceDetailRow:
+def list_parameters(*, tenant, project_guid, component_guid, assembly_guid, include_inactive,
+                    limit, offset, after) -> dict:
+    """The parameters of the list statement (the benchmark builds its floor from them)."""
+    return {
+        "tenant": tenant,
+        "project_guid": project_guid,
+        "component_guid": component_guid,
+        "assembly_guid": assembly_guid,
+        "include_inactive": include_inactive,
+        "limit": limit,
+        "offset": offset,
+        "after_us": after[0] if after else None,
+        "after_guid": after[1] if after else None,
+    }
+
+
+def get_piece(reads, *, tenant: uuid.UUID, guid: uuid.UUID,
+              include_inactive: bool) -> PieceDetailRow:
     """The piece `guid` of `tenant` as PieceDetail JSON (body None when not visible), and,
     when it is not visible, the tenant that owns that GUID, if any."""
-    row = db.read_one(
-        tenant,
-        _Q["get_piece"],
-        {"tenant": tenant, "guid": guid, "include_inactive": include_inactive},
-    )
-    owner_company_guid, missing_fields, body = row
+    owner_company_guid, missing_fields, body = reads.fetch_one(
+        tenant, _Q["get_piece"],
+        {"tenant": tenant, "guid": guid, "include_inactive": include_inactive})
     if body is None:  # no visible row: the LEFT JOIN came back empty
         return PieceDetailRow(owner_company_guid, [], None)
     return PieceDetailRow(owner_company_guid, list(missing_fields), body)

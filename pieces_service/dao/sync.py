@@ -1,58 +1,44 @@
-"""Bulk upserts for sync: one statement per entity batch, items passed as one JSON array."""
+"""Bulk upserts for sync: one statement per group of a batch, items passed as one JSON array."""
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Literal
+from typing import Iterable, Mapping
 
 import orjson
 from sqlalchemy.engine import Connection
 
+from ..catalogue import Level
 from . import load_queries
-
-Table = Literal["projects", "components", "assemblies", "pieces"]
 
 _Q = load_queries("sync.sql")
 
 
 @dataclass(frozen=True)
 class ParentRow:
-    kind: str
+    """A locked parent: its level, guid, its own chain of parents, and whether it is active."""
+
+    level: str
     guid: uuid.UUID
     project_guid: uuid.UUID
     component_guid: uuid.UUID | None
+    assembly_guid: uuid.UUID | None
     is_active: bool
     deleted_at: datetime | None
 
 
-def lock_parents(
-    conn: Connection,
-    *,
-    tenant: uuid.UUID,
-    project_guids: Iterable[uuid.UUID] = (),
-    component_guids: Iterable[uuid.UUID] = (),
-    assembly_guids: Iterable[uuid.UUID] = (),
-) -> dict[tuple[str, uuid.UUID], ParentRow]:
-    """The named parents that exist in `tenant`, keyed by (kind, guid), locked FOR SHARE."""
-    rows = conn.exec_driver_sql(
-        _Q["lock_parents"],
-        {
-            "tenant": tenant,
-            "project_guids": sorted(set(project_guids)),
-            "component_guids": sorted(set(component_guids)),
-            "assembly_guids": sorted(set(assembly_guids)),
-        },
-    )
-    return {(row.kind, row.guid): ParentRow(*row) for row in rows}
-
-
-_NATURAL_KEY = {
-    "projects": "projects_natural_key",
-    "components": "components_natural_key",
-    "assemblies": "assemblies_natural_key",
-    "pieces": "pieces_natural_key",
-}
+def lock_parents(conn: Connection, *, tenant: uuid.UUID,
+                 guids: Mapping[str, Iterable[uuid.UUID]]) -> dict[tuple[str, uuid.UUID],
+                                                                    ParentRow]:
+    """The named parents ({level name: guids}) that exist in `tenant`, keyed by
+    (level name, guid), locked FOR SHARE."""
+    rows = conn.exec_driver_sql(_Q["lock_parents"], {
+        "tenant": tenant,
+        **{f"{name}_guids": sorted(set(guids.get(name, ())))
+           for name in ("project", "component", "assembly")},
+    })
+    return {(row.level, row.guid): ParentRow(*row) for row in rows}
 
 
 def _items_json(items: list[dict]) -> str:
@@ -64,25 +50,37 @@ def _items_json(items: list[dict]) -> str:
     ).decode()
 
 
-def upsert(conn: Connection, *, table: Table, tenant: uuid.UUID,
-           items: list[dict]) -> tuple[int, int]:
-    """Upsert `items` (all of `tenant`) into `table`; return (inserted, updated).
+def insert(conn: Connection, *, level: Level, tenant: uuid.UUID, items: list[dict],
+           by_guid: bool) -> set:
+    """Insert the `items` (all of `tenant`; all with a guid when `by_guid`, none otherwise)
+    whose guid (natural key) is not stored yet; return the keys inserted: guids when
+    `by_guid`, else natural-key tuples. Its conflict check is a direct unique-index probe."""
+    name = f"insert_{level.plural}_by_{'guid' if by_guid else 'natural_key'}"
+    rows = conn.exec_driver_sql(_Q[name], {"tenant": tenant, "items": _items_json(items)})
+    return {row[0] if by_guid else tuple(row[1:]) for row in rows}
 
-    Items with a guid conflict on it; items without one on their natural key. Each group is
-    one statement whose conflict checks are direct unique-index probes (a join to resolve
-    natural keys would let a stale row estimate for a new tenant turn into a scan per item).
-    """
-    with_guid = [item for item in items if item.get("guid") is not None]
-    without_guid = [item for item in items if item.get("guid") is None]
-    inserted = updated = 0
-    for group, target in ((with_guid, "(guid)"),
-                          (without_guid, f"ON CONSTRAINT {_NATURAL_KEY[table]}")):
-        if not group:
-            continue
-        sql = _Q[f"upsert_{table}"].format(conflict_target=target)
-        flags = [row[0] for row in conn.exec_driver_sql(
-            sql, {"tenant": tenant, "items": _items_json(group)})]
-        added = sum(1 for flag in flags if flag)
-        inserted += added
-        updated += len(flags) - added
-    return inserted, updated
+
+def update(conn: Connection, *, level: Level, tenant: uuid.UUID, items: list[dict],
+           by_guid: bool) -> set[uuid.UUID]:
+    """Update the stored rows of `tenant` the `items` name (by guid, else by natural key)
+    where their values differ; return the guids updated."""
+    name = f"update_{level.plural}_by_{'guid' if by_guid else 'natural_key'}"
+    rows = conn.exec_driver_sql(_Q[name], {"tenant": tenant, "items": _items_json(items)})
+    return {row[0] for row in rows}
+
+
+def natural_key(level: Level, item: dict) -> tuple:
+    """The item's natural key as `insert` returns it (without company_guid)."""
+    return tuple(item[name] for name in level.natural_key)
+
+
+def existing_active(conn: Connection, *, level: Level, tenant: uuid.UUID,
+                    items: list[tuple[int, dict]]) -> dict[int, bool]:
+    """For the (index, item) pairs: {index: is_active} of the stored row each would update
+    (by guid, else by natural key), locked FOR UPDATE; items matching no row are absent."""
+    keys = [{"idx": index, "guid": item.get("guid"),
+             **{name: item.get(name) for name in level.natural_key}}
+            for index, item in items]
+    rows = conn.exec_driver_sql(_Q[f"existing_{level.plural}"],
+                                {"tenant": tenant, "items": orjson.dumps(keys).decode()})
+    return {index: is_active for index, is_active in rows}

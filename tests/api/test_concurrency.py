@@ -117,7 +117,7 @@ def test_sync_inserts_vs_project_delete(app, db_url, seed, tenant, admin_conn, a
         waiting=2)
     assert delete_p.status_code == 204
     assert synced.status_code == 200, synced.json
-    assert synced.json == {"inserted": 50, "updated": 0}
+    assert synced.json == {"inserted": 50, "updated": 0, "unchanged": 0}
     assert orphans(admin_conn, tenant) == 0
     # Whatever the order, the new pieces carry the project's deleted_at and come back
     # with it.

@@ -6,7 +6,6 @@ import uuid
 import pytest
 
 from conftest import assert_error, make_token
-from pieces_service import db
 from pieces_service.dao import pieces as pieces_dao
 
 
@@ -44,8 +43,8 @@ def test_wrong_method_is_405_json(as_tenant, tenant, method, path):
 def test_database_error_is_a_plain_500(as_tenant, tenant, monkeypatch):
     """A real SQL error from PostgreSQL reaches the client as a bare 500."""
 
-    def broken_list(**kwargs):
-        db.read_one(kwargs["tenant"],
+    def broken_list(reads, **kwargs):
+        reads.fetch_one(kwargs["tenant"],
                     "SELECT no_such_column FROM pieces WHERE company_guid = %(t)s",
                     {"t": kwargs["tenant"]})
 

@@ -223,7 +223,7 @@ def test_sync_never_touches_soft_delete_state(as_tenant, seed, tenant, admin_con
         "project_guid": str(tree.project), "component_guid": str(tree.component),
         "assembly_guid": str(tree.assembly), "piece_id": piece_id, "outer_length": 1234}]})
     assert r.status_code == 200, r.json
-    assert r.json == {"inserted": 0, "updated": 1}
+    assert r.json == {"inserted": 0, "updated": 1, "unchanged": 0}
     assert state(admin_conn, "pieces", tree.pieces[0]) == before
     assert fetch_one(admin_conn, "SELECT outer_length FROM pieces WHERE guid = %s",
                      (str(tree.pieces[0]),)) == (1234,)
@@ -233,7 +233,7 @@ def test_sync_never_touches_soft_delete_state(as_tenant, seed, tenant, admin_con
         "company_guid": str(tenant), "project_guid": str(tree.project),
         "component_guid": str(tree.component), "assembly_guid": str(tree.assembly),
         "piece_id": "LATE-1"}]})
-    assert r.json == {"inserted": 1, "updated": 0}
+    assert r.json == {"inserted": 1, "updated": 0, "unchanged": 0}
     late = fetch_one(admin_conn, "SELECT is_active, deleted_at FROM pieces"
                      " WHERE company_guid = %s AND piece_id = 'LATE-1'", (str(tenant),))
     assert late == (False, before[1])

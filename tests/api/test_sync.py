@@ -58,7 +58,7 @@ def test_insert_then_identical_resend_changes_nothing(as_tenant, seed, admin_con
     given = str(uuid.uuid4())
     batch = [item(kind, tree, "K-1", **extra), item(kind, tree, "K-2", guid=given)]
     caller = as_tenant(tenant, "Integration")
-    assert ok(post(caller, kind, batch)) == {"inserted": 2, "updated": 0}
+    assert ok(post(caller, kind, batch)) == {"inserted": 2, "updated": 0, "unchanged": 0}
     after = rows(admin_conn, kind, tenant)
     new = {g: r for g, r in after.items() if g not in before}
     assert len(new) == 2 and given in new
@@ -66,7 +66,7 @@ def test_insert_then_identical_resend_changes_nothing(as_tenant, seed, admin_con
     assert sorted(r[code_column] for r in new.values()) == ["K-1", "K-2"]
     assert all(r["is_active"] and r["deleted_at"] is None for r in new.values())
 
-    assert ok(post(caller, kind, batch)) == {"inserted": 0, "updated": 0}
+    assert ok(post(caller, kind, batch)) == {"inserted": 0, "updated": 0, "unchanged": 2}
     again = rows(admin_conn, kind, tenant)
     assert again == after  # updated_at included: nothing was rewritten
 
@@ -80,7 +80,7 @@ def test_update_by_guid(as_tenant, seed, admin_conn, tenant, kind):
     first = rows(admin_conn, kind, tenant)[guid]
     changed = {"barcode": "BC-2", "outer_length": 99} if kind == "pieces" else {"name": "New"}
     assert ok(post(caller, kind, [item(kind, tree, "NEW", guid=guid, **changed)])) == \
-        {"inserted": 0, "updated": 1}
+        {"inserted": 0, "updated": 1, "unchanged": 0}
     second = rows(admin_conn, kind, tenant)[guid]
     assert second["piece_id" if kind == "pieces" else "code"] == "NEW"
     for key, value in changed.items():
@@ -97,7 +97,7 @@ def test_match_by_natural_key_without_guid(as_tenant, seed, admin_conn, tenant, 
     before = rows(admin_conn, kind, tenant)
     changed = {"outer_length": 7} if kind == "pieces" else {"name": "Renamed"}
     assert ok(post(caller, kind, [item(kind, tree, "NK", **changed)])) == \
-        {"inserted": 0, "updated": 1}
+        {"inserted": 0, "updated": 1, "unchanged": 0}
     after = rows(admin_conn, kind, tenant)
     assert set(after) == set(before)
     key, value = next(iter(changed.items()))
@@ -117,7 +117,7 @@ def test_update_clears_a_value_sent_as_null_or_left_out(as_tenant, seed, admin_c
     cleared = {"barcode": None, "outer_length": None} if how == "null" else {}
     assert ok(post(caller, "pieces", [item("pieces", tree, "P-1", guid=guid,
                                            profile_code="P-70", **cleared)])) == \
-        {"inserted": 0, "updated": 1}
+        {"inserted": 0, "updated": 1, "unchanged": 0}
     row = rows(admin_conn, "pieces", tenant)[guid]
     assert (row["barcode"], row["outer_length"], row["profile_code"]) == (None, None, "P-70")
 
@@ -126,7 +126,7 @@ def test_same_piece_id_in_another_project_is_another_piece(as_tenant, seed, admi
     a, b = seed.tree(tenant, 0), seed.tree(tenant, 0)
     caller = as_tenant(tenant, "Integration")
     assert ok(post(caller, "pieces", [item("pieces", a, "P-1"), item("pieces", b, "P-1")])) == \
-        {"inserted": 2, "updated": 0}
+        {"inserted": 2, "updated": 0, "unchanged": 0}
     assert len(rows(admin_conn, "pieces", tenant)) == 2
 
 
@@ -134,7 +134,7 @@ def test_piece_without_assembly(as_tenant, seed, admin_conn, tenant):
     tree = seed.tree(tenant, 0)
     caller = as_tenant(tenant, "Integration")
     assert ok(post(caller, "pieces", [item("pieces", tree, "P-1", assembly_guid=None)])) == \
-        {"inserted": 1, "updated": 0}
+        {"inserted": 1, "updated": 0, "unchanged": 0}
     row, = rows(admin_conn, "pieces", tenant).values()
     assert row["assembly_guid"] is None
 
@@ -155,7 +155,7 @@ def test_every_piece_attribute_is_stored(as_tenant, seed, tenant):
 def test_empty_batch_is_a_no_op(as_tenant, tenant):
     for kind in KINDS:
         assert ok(post(as_tenant(tenant, "Integration"), kind, [])) == \
-            {"inserted": 0, "updated": 0}
+            {"inserted": 0, "updated": 0, "unchanged": 0}
 
 
 def test_1000_items_are_accepted_and_1001_are_400(as_tenant, admin_conn, tenant):
@@ -163,7 +163,8 @@ def test_1000_items_are_accepted_and_1001_are_400(as_tenant, admin_conn, tenant)
     batch = [{"company_guid": str(tenant), "code": f"P-{i}"} for i in range(1001)]
     assert_error(post(caller, "projects", batch), 400)
     assert rows(admin_conn, "projects", tenant) == {}
-    assert ok(post(caller, "projects", batch[:1000])) == {"inserted": 1000, "updated": 0}
+    assert ok(post(caller, "projects", batch[:1000])) == \
+        {"inserted": 1000, "updated": 0, "unchanged": 0}
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -195,18 +196,18 @@ def test_system_admin_writes_any_tenant_in_one_mixed_batch(as_tenant, seed, admi
     admin = as_tenant(tenant, "SystemAdmin")
     batch = [item("pieces", mine, "A"), item("pieces", theirs, "B"),
              item("pieces", mine, "C")]
-    assert ok(post(admin, "pieces", batch)) == {"inserted": 3, "updated": 0}
+    assert ok(post(admin, "pieces", batch)) == {"inserted": 3, "updated": 0, "unchanged": 0}
     assert sorted(r["piece_id"] for r in rows(admin_conn, "pieces", tenant).values()) == \
         ["A", "C"]
     assert [r["piece_id"] for r in rows(admin_conn, "pieces", other_tenant).values()] == ["B"]
-    assert ok(post(admin, "pieces", batch)) == {"inserted": 0, "updated": 0}
+    assert ok(post(admin, "pieces", batch)) == {"inserted": 0, "updated": 0, "unchanged": 3}
 
 
 def test_system_admin_writes_another_tenant_alone(as_tenant, seed, admin_conn, tenant,
                                                   other_tenant):
     admin = as_tenant(tenant, "SystemAdmin")
     assert ok(post(admin, "projects", [{"company_guid": str(other_tenant), "code": "X"}])) == \
-        {"inserted": 1, "updated": 0}
+        {"inserted": 1, "updated": 0, "unchanged": 0}
     assert [r["code"] for r in rows(admin_conn, "projects", other_tenant).values()] == ["X"]
 
 
@@ -358,9 +359,9 @@ def test_sync_never_changes_is_active_or_deleted_at(as_tenant, seed, admin_conn,
     piece_id = fetch_one(admin_conn, "SELECT piece_id FROM pieces WHERE guid = %s",
                          (str(guid),))[0]
     by_guid = item("pieces", tree, piece_id, guid=str(guid), outer_length=321)
-    assert ok(post(caller, "pieces", [by_guid])) == {"inserted": 0, "updated": 1}
+    assert ok(post(caller, "pieces", [by_guid])) == {"inserted": 0, "updated": 1, "unchanged": 0}
     by_key = item("pieces", tree, piece_id, outer_length=654)
-    assert ok(post(caller, "pieces", [by_key])) == {"inserted": 0, "updated": 1}
+    assert ok(post(caller, "pieces", [by_key])) == {"inserted": 0, "updated": 1, "unchanged": 0}
     row = rows(admin_conn, "pieces", tenant)[str(guid)]
     assert row["outer_length"] == 654
     assert row["is_active"] is False
@@ -371,7 +372,8 @@ def test_sync_does_not_revive_a_deleted_project(as_tenant, seed, admin_conn, ten
     project = seed.project(tenant, code="DEL", active=False)
     caller = as_tenant(tenant, "Integration")
     assert ok(post(caller, "projects", [{"company_guid": str(tenant), "code": "DEL",
-                                         "name": "n"}])) == {"inserted": 0, "updated": 1}
+                                         "name": "n"}])) == \
+        {"inserted": 0, "updated": 1, "unchanged": 0}
     row = rows(admin_conn, "projects", tenant)[str(project)]
     assert row["name"] == "n" and row["is_active"] is False and row["deleted_at"] is not None
 
@@ -399,7 +401,7 @@ def test_new_child_of_a_soft_deleted_parent_is_born_deleted(as_tenant, seed, adm
         new["assembly_guid"] = None
     before = rows(admin_conn, kind, tenant)
     assert ok(post(as_tenant(tenant, "Integration"), kind, [new])) == \
-        {"inserted": 1, "updated": 0}
+        {"inserted": 1, "updated": 0, "unchanged": 0}
     row, = (r for g, r in rows(admin_conn, kind, tenant).items() if g not in before)
     assert row["is_active"] is False
     assert row["deleted_at"] == DELETED_AT
@@ -426,7 +428,8 @@ def test_roles_without_sync_are_403(as_tenant, seed, admin_conn, tenant, role, k
 @pytest.mark.parametrize("role", ["SystemAdmin", "CompanyAdmin", "Integration"])
 def test_sync_roles_may_sync(as_tenant, tenant, role):
     assert ok(post(as_tenant(tenant, role), "projects",
-                   [{"company_guid": str(tenant), "code": "X"}])) == {"inserted": 1, "updated": 0}
+                   [{"company_guid": str(tenant), "code": "X"}])) == \
+        {"inserted": 1, "updated": 0, "unchanged": 0}
 
 
 def _piece_item(tenant):

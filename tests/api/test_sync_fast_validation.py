@@ -6,7 +6,10 @@ import uuid
 import pytest
 
 from pieces_service.api.sync.schemas import (AssemblyBatch, ComponentBatch, PieceBatch,
-                                             ProjectBatch, PieceItem)
+                                             ProjectBatch, item_schema)
+from pieces_service.catalogue import PIECE
+
+PieceItem = item_schema(PIECE)
 
 BATCHES = [ProjectBatch, ComponentBatch, AssemblyBatch, PieceBatch]
 

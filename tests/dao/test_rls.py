@@ -5,10 +5,9 @@ import uuid
 
 import psycopg2
 import pytest
-from sqlalchemy.exc import DBAPIError
 
 from conftest import fetch_one
-from pieces_service import db
+from pieces_service import db, errors
 
 TABLES = ("projects", "components", "assemblies", "pieces", "audit_log")
 INSUFFICIENT_PRIVILEGE = "42501"
@@ -64,13 +63,13 @@ def test_insert_for_another_tenant_is_refused(app, admin_conn, two_tenants, tena
     before = fetch_one(admin_conn, "SELECT count(*) FROM projects WHERE company_guid = %s",
                        (str(other_tenant),))[0]
     with app.app_context():
-        with pytest.raises(DBAPIError) as caught:
+        with pytest.raises(errors.DatabaseFailure) as caught:
             with db.transaction(tenant, readonly=False) as conn:
                 conn.exec_driver_sql(
                     "INSERT INTO projects (guid, company_guid, code) VALUES (%(g)s, %(c)s, 'X')",
                     {"g": uuid.uuid4(), "c": other_tenant})
-    assert caught.value.orig.pgcode == INSUFFICIENT_PRIVILEGE
-    assert "row-level security" in str(caught.value.orig)
+    assert caught.value.__cause__.orig.pgcode == INSUFFICIENT_PRIVILEGE
+    assert "row-level security" in str(caught.value.__cause__.orig)
     after = fetch_one(admin_conn, "SELECT count(*) FROM projects WHERE company_guid = %s",
                       (str(other_tenant),))[0]
     assert after == before
@@ -94,11 +93,11 @@ def test_moving_a_row_to_another_tenant_is_refused(app, admin_conn, two_tenants,
                                                    other_tenant):
     mine, _ = two_tenants
     with app.app_context():
-        with pytest.raises(DBAPIError) as caught:
+        with pytest.raises(errors.DatabaseFailure) as caught:
             with db.transaction(tenant, readonly=False) as conn:
                 conn.exec_driver_sql("UPDATE projects SET company_guid = %(o)s"
                                      " WHERE guid = %(g)s", {"o": other_tenant, "g": mine.project})
-    assert caught.value.orig.pgcode == INSUFFICIENT_PRIVILEGE
+    assert caught.value.__cause__.orig.pgcode == INSUFFICIENT_PRIVILEGE
     assert fetch_one(admin_conn, "SELECT company_guid FROM projects WHERE guid = %s",
                      (str(mine.project),))[0] == tenant
 
@@ -106,21 +105,21 @@ def test_moving_a_row_to_another_tenant_is_refused(app, admin_conn, two_tenants,
 def test_pieces_app_cannot_delete_rows(app, admin_conn, two_tenants, tenant):
     mine, _ = two_tenants
     with app.app_context():
-        with pytest.raises(DBAPIError) as caught:
+        with pytest.raises(errors.DatabaseFailure) as caught:
             with db.transaction(tenant, readonly=False) as conn:
                 conn.exec_driver_sql("DELETE FROM pieces WHERE guid = %(g)s",
                                      {"g": mine.pieces[0]})
-    assert caught.value.orig.pgcode == INSUFFICIENT_PRIVILEGE
+    assert caught.value.__cause__.orig.pgcode == INSUFFICIENT_PRIVILEGE
     assert fetch_one(admin_conn, "SELECT count(*) FROM pieces WHERE guid = %s",
                      (str(mine.pieces[0]),))[0] == 1
 
 
 def test_readonly_transaction_refuses_writes(app, two_tenants, tenant):
     with app.app_context():
-        with pytest.raises(DBAPIError) as caught:
+        with pytest.raises(errors.DatabaseFailure) as caught:
             with db.transaction(tenant, readonly=True) as conn:
                 conn.exec_driver_sql("UPDATE projects SET name = 'x'")
-    assert caught.value.orig.pgcode == "25006"  # read_only_sql_transaction
+    assert caught.value.__cause__.orig.pgcode == "25006"  # read_only_sql_transaction
 
 
 def test_pieces_app_cannot_bypass_rls(admin_conn):
@@ -167,7 +166,7 @@ def test_tenant_setting_does_not_leak_after_an_error(app_factory, two_tenants, t
                                                      other_tenant):
     single = app_factory(db_pool_size=1, db_max_overflow=0)
     with single.app_context():
-        with pytest.raises(DBAPIError):
+        with pytest.raises(errors.DatabaseFailure):
             with db.transaction(tenant, readonly=True) as conn:
                 conn.exec_driver_sql("SELECT 1/0")
         with db.transaction(other_tenant, readonly=True) as conn:
@@ -175,31 +174,35 @@ def test_tenant_setting_does_not_leak_after_an_error(app_factory, two_tenants, t
     assert companies == {other_tenant}
 
 
-# db.read_one: the one-message read path of the list page and the detail.
+# db.reads(): the one-message read path of the list page and the detail.
+
+def read_one(tenant, statement, params):
+    with db.reads() as reads:
+        return reads.fetch_one(tenant, statement, params)
 
 def test_read_one_runs_as_pieces_app_read_only_in_its_tenant(app, two_tenants, tenant,
                                                               other_tenant):
     with app.app_context():
-        row = db.read_one(tenant, "SELECT current_user, current_setting('transaction_read_only'),"
+        row = read_one(tenant, "SELECT current_user, current_setting('transaction_read_only'),"
                                   " current_setting('TimeZone'),"
                                   " (SELECT array_agg(DISTINCT company_guid) FROM pieces)", {})
         assert row[:3] == ("pieces_app", "on", "UTC")
         assert row[3] == [tenant]  # no tenant predicate: RLS alone
-        theirs = db.read_one(other_tenant, "SELECT array_agg(DISTINCT company_guid)"
+        theirs = read_one(other_tenant, "SELECT array_agg(DISTINCT company_guid)"
                                            " FROM pieces", {})[0]
     assert theirs == [other_tenant]
 
 
 def test_read_one_refuses_writes(app, two_tenants, tenant):
-    with app.app_context(), pytest.raises(psycopg2.Error) as caught:
-        db.read_one(tenant, "UPDATE projects SET name = 'x' RETURNING 1", {})
-    assert caught.value.pgcode == "25006"  # read_only_sql_transaction
+    with app.app_context(), pytest.raises(errors.DatabaseFailure) as caught:
+        read_one(tenant, "UPDATE projects SET name = 'x' RETURNING 1", {})
+    assert caught.value.__cause__.pgcode == "25006"  # read_only_sql_transaction
 
 
 def test_read_one_statement_keeps_its_own_tenant_parameter(app, two_tenants, tenant):
     """The setup's tenant travels under its own name: the statement's %(tenant)s is its own."""
     with app.app_context():
-        row = db.read_one(tenant, "SELECT %(tenant)s::text, count(*) FROM pieces"
+        row = read_one(tenant, "SELECT %(tenant)s::text, count(*) FROM pieces"
                                   " WHERE company_guid = %(tenant)s", {"tenant": tenant})
     assert row == (str(tenant), 2)
 
@@ -211,10 +214,11 @@ def test_read_one_leaves_nothing_on_the_pooled_connection(app_factory, two_tenan
     single = app_factory(db_pool_size=1, db_max_overflow=0)
     with single.app_context():
         if fails:
-            with pytest.raises(psycopg2.errors.DivisionByZero):
-                db.read_one(tenant, "SELECT 1/0", {})
+            with pytest.raises(errors.DatabaseFailure) as caught:
+                read_one(tenant, "SELECT 1/0", {})
+            assert isinstance(caught.value.__cause__, psycopg2.errors.DivisionByZero)
         else:
-            assert db.read_one(tenant, "SELECT count(*) FROM pieces", {})[0] == 2
+            assert read_one(tenant, "SELECT count(*) FROM pieces", {})[0] == 2
         with db.get_engine().connect() as conn:
             row = conn.exec_driver_sql(
                 "SELECT current_user, current_setting('pieces.tenant', true),"

@@ -56,7 +56,7 @@ def test_sync_of_1000_pieces_killed_mid_transaction_leaves_nothing(
     # The service is fine afterwards: the same batch goes through whole.
     response = client.post("/api/v1/sync/pieces", json={"pieces": items}, headers=headers)
     assert response.status_code == 200 and response.get_json() == {"inserted": 999,
-                                                                   "updated": 1}
+                                                                   "updated": 1, "unchanged": 0}
 
 
 def test_project_cascade_over_thousands_of_rows_killed_mid_transaction_leaves_nothing(

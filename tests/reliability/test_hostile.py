@@ -13,10 +13,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from conftest import LEAK_MARKERS, TEST_SECRET, claims_for, forge_token, make_token
-from pieces_service.api.pieces.schemas import DIMENSION_ATTRIBUTES, TEXT_ATTRIBUTES
+from pieces_service.catalogue import PIECE_ATTRIBUTES
 from pieces_service.config import JWTSettings
 
 LIST = "/api/v1/pieces"
+DIMENSION_ATTRIBUTES = tuple(a.name for a in PIECE_ATTRIBUTES if a.kind == "integer")
+TEXT_ATTRIBUTES = tuple(a.name for a in PIECE_ATTRIBUTES if a.kind == "text")
 SYNC_KINDS = ("projects", "components", "assemblies", "pieces")
 
 

@@ -64,7 +64,8 @@ def test_soak_mixed_load(db_url, seed, admin_conn):
                     status, body, _ = server.request("POST", "/api/v1/sync/pieces",
                                                      body={"pieces": batch},
                                                      token=write_token, timeout=30)
-                    ok = status == 200 and body == {"inserted": SYNC_BATCH, "updated": 0}
+                    ok = status == 200 and body == {"inserted": SYNC_BATCH, "updated": 0,
+                                                    "unchanged": 0}
                     if ok:
                         batches_sent.append(batch)
                         with lock:
@@ -75,7 +76,8 @@ def test_soak_mixed_load(db_url, seed, admin_conn):
                     status, body, _ = server.request("POST", "/api/v1/sync/pieces",
                                                      body={"pieces": batch},
                                                      token=write_token, timeout=30)
-                    ok = status == 200 and body == {"inserted": 0, "updated": 0}
+                    ok = status == 200 and body == {"inserted": 0, "updated": 0,
+                                                    "unchanged": len(batch)}
                     with lock:
                         stats["resent"] += 1
             except Exception as exc:  # a transport error is an error too

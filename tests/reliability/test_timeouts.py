@@ -47,16 +47,15 @@ def test_statement_blocked_past_the_timeout_is_503_and_the_pool_recovers(
 
 def test_slow_read_is_cancelled_as_503(app_factory, tenant, monkeypatch):
     """A read that simply runs too long (pg_sleep) is cut the same way."""
-    from pieces_service import db
     from pieces_service.dao import pieces as pieces_dao
 
     app = app_factory(statement_timeout_ms=100, db_pool_size=1, db_max_overflow=0)
     real = pieces_dao.list_pieces
 
-    def slow_list(**kwargs):
+    def slow_list(reads, **kwargs):
         # Through the one-message read path, so its SET LOCAL statement_timeout must hold.
-        db.read_one(kwargs["tenant"], "SELECT pg_sleep(2)", {})
-        return real(**kwargs)
+        reads.fetch_one(kwargs["tenant"], "SELECT pg_sleep(2)", {})
+        return real(reads, **kwargs)
 
     monkeypatch.setattr(pieces_dao, "list_pieces", slow_list)
     headers = {"Authorization": "Bearer " + make_token(tenant, "Operator")}

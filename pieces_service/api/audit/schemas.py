@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import marshmallow as ma
 
+from ...catalogue import LEVELS
 from ...extensions import Schema
 from ..pieces.schemas import MAX_OFFSET
 
@@ -23,7 +24,7 @@ class AuditEntry(Schema):
 
     id = ma.fields.Integer(required=True)
     entity_type = ma.fields.String(
-        required=True, validate=ma.validate.OneOf(["project", "component", "assembly", "piece"])
+        required=True, validate=ma.validate.OneOf(list(LEVELS))
     )
     entity_guid = ma.fields.UUID(required=True)
     action = ma.fields.String(required=True, validate=ma.validate.OneOf(["delete", "restore"]))

@@ -1,33 +1,24 @@
 """Query arguments of the pieces endpoints, and the response shapes they document.
 
 Responses are built as JSON by PostgreSQL; the response schemas here document them in
-OpenAPI and are never used to dump rows.
+OpenAPI (derived from the catalogue) and are never used to dump rows.
 """
 from __future__ import annotations
 
 import marshmallow as ma
 
+from ...catalogue import DETAIL_FIELDS, LIST_FIELDS, REQUIRED_DETAIL_FIELDS, piece_column
 from ...extensions import Schema
 
-# SPEC §7, in one place: the sync body schema and the detail document are built from these.
-DIMENSION_ATTRIBUTES = (
-    "outer_length", "inner_length", "angle_left", "angle_right", "assembly_width",
-    "assembly_height", "reinforcement_length", "other_length", "bar_rest", "bar_length",
-    "bar_cutting_tolerance", "profile_width", "profile_height", "welding_tolerance",
-)
-TEXT_ATTRIBUTES = (
-    "barcode", "orientation", "trolley", "cell", "trolley_cell", "trolley_size",
-    "parent_assembly_trolley_cell", "mullion_trolley_cell", "glazing_bead_trolley_cell",
-    "operations", "component_code", "component_description", "info2", "info3", "client",
-    "dealer", "project_description", "project_phase", "reinforcement_code", "hardware_info",
-    "glass_info", "project_number", "component_number", "water_handle", "segment_order",
-    "cutting_pattern", "fixing_mode", "material_type", "project_code_parent", "bar_id",
-    "profile_code", "profile_name", "lamination", "gasket", "profile_color",
-    "profile_type_ra", "profile_type", "profile_code_with_color",
-)
-
-
 MAX_OFFSET = 2**63 - 1
+
+_FIELD_OF_TYPE = {
+    "uuid": ma.fields.UUID,
+    "text": ma.fields.String,
+    "integer": ma.fields.Integer,
+    "boolean": ma.fields.Boolean,
+    "timestamptz": ma.fields.DateTime,
+}
 
 
 class PieceListArgs(Schema):
@@ -66,32 +57,16 @@ class PieceDetailArgs(Schema):
     )
 
 
-class PieceResponse(Schema):
-    """A piece in a list."""
-
-    guid = ma.fields.UUID(required=True)
-    piece_id = ma.fields.String(required=True)
-    project_guid = ma.fields.UUID(required=True)
-    component_guid = ma.fields.UUID(required=True)
-    assembly_guid = ma.fields.UUID(allow_none=True)
-    barcode = ma.fields.String(allow_none=True)
-    outer_length = ma.fields.Integer(allow_none=True)
-    angle_left = ma.fields.Integer(allow_none=True)
-    angle_right = ma.fields.Integer(allow_none=True)
-    is_active = ma.fields.Boolean(required=True)
-    deleted_at = ma.fields.DateTime(allow_none=True)
-    company_guid = ma.fields.UUID(required=True)
-    created_at = ma.fields.DateTime(required=True)
+def _response_field(name: str) -> ma.fields.Field:
+    column = piece_column(name)
+    if name in REQUIRED_DETAIL_FIELDS:
+        return _FIELD_OF_TYPE[column.sql_type](required=True)
+    return _FIELD_OF_TYPE[column.sql_type](allow_none=True)
 
 
-# A piece with every manufacturing attribute (SPEC §7).
-PieceDetail = PieceResponse.from_dict(
-    {
-        "updated_at": ma.fields.DateTime(allow_none=True),
-        **{name: ma.fields.Integer(allow_none=True)
-           for name in DIMENSION_ATTRIBUTES if name not in PieceResponse._declared_fields},
-        **{name: ma.fields.String(allow_none=True)
-           for name in TEXT_ATTRIBUTES if name not in PieceResponse._declared_fields},
-    },
-    name="PieceDetail",
-)
+PieceResponse = Schema.from_dict({name: _response_field(name) for name in LIST_FIELDS},
+                                 name="PieceResponse")
+PieceResponse.__doc__ = "A piece in a list."
+PieceDetail = Schema.from_dict({name: _response_field(name) for name in DETAIL_FIELDS},
+                               name="PieceDetail")
+PieceDetail.__doc__ = "A piece with every manufacturing attribute (SPEC §7)."

@@ -1,44 +1,38 @@
-"""Request bodies of the sync endpoints (SPEC §6)."""
+"""Request bodies of the sync endpoints (SPEC §6), derived from the catalogue."""
 from __future__ import annotations
 
 import marshmallow as ma
 
-from ...extensions import Schema, abort
+from ...catalogue import LEVELS, Attribute, Level
+from ...errors import BadRequest
+from ...extensions import Schema
 from ...fields import Code, Int32, Text
-from ..pieces.schemas import DIMENSION_ATTRIBUTES, TEXT_ATTRIBUTES
 from .fast_validation import FastItemLoader
 
 MAX_ITEMS = 1000
 
 
-class ProjectItem(Schema):
-    guid = ma.fields.UUID(load_default=None)
-    company_guid = ma.fields.UUID(required=True)
-    code = Code()
-    name = Text(load_default=None, allow_none=True)
+def _attribute_field(attribute: Attribute) -> ma.fields.Field:
+    if attribute.kind == "code":
+        return Code()
+    if attribute.kind == "integer":
+        return Int32(load_default=None, allow_none=True)
+    return Text(load_default=None, allow_none=True)
 
 
-class ComponentItem(ProjectItem):
-    project_guid = ma.fields.UUID(required=True)
-
-
-class AssemblyItem(ComponentItem):
-    component_guid = ma.fields.UUID(required=True)
-
-
-PieceItem = Schema.from_dict(
-    {
+def item_schema(level: Level) -> type[Schema]:
+    """The schema of one sync item of `level`: guid?, company_guid, its parents, its
+    attributes."""
+    fields: dict[str, ma.fields.Field] = {
         "guid": ma.fields.UUID(load_default=None),
         "company_guid": ma.fields.UUID(required=True),
-        "project_guid": ma.fields.UUID(required=True),
-        "component_guid": ma.fields.UUID(required=True),
-        "assembly_guid": ma.fields.UUID(load_default=None, allow_none=True),
-        "piece_id": Code(),
-        **{name: Int32(load_default=None, allow_none=True) for name in DIMENSION_ATTRIBUTES},
-        **{name: Text(load_default=None, allow_none=True) for name in TEXT_ATTRIBUTES},
-    },
-    name="PieceItem",
-)
+    }
+    for parent in level.parents:
+        fields[f"{parent}_guid"] = (ma.fields.UUID(load_default=None, allow_none=True)
+                                    if parent in level.optional_parents
+                                    else ma.fields.UUID(required=True))
+    fields.update((a.name, _attribute_field(a)) for a in level.attributes)
+    return Schema.from_dict(fields, name=f"{level.title}Item")
 
 
 class _Batch(Schema):
@@ -56,8 +50,7 @@ class _Batch(Schema):
                 and not kwargs.get("many") and not kwargs.get("partial"):
             items = data[self.ITEMS_KEY]
             if isinstance(items, list) and len(items) <= MAX_ITEMS:
-                loader = self._fast_loader()
-                loaded = loader.load_many(items)
+                loaded = self._fast_loader().load_many(items)
                 if loaded is not None:
                     return {self.ITEMS_KEY: loaded}
         return super().load(data, *args, **kwargs)
@@ -66,40 +59,39 @@ class _Batch(Schema):
     def _fast_loader(cls) -> FastItemLoader:
         loader = _Batch._fast_loaders.get(cls)
         if loader is None:
-            item_schema = cls._declared_fields[cls.ITEMS_KEY].inner.schema
-            loader = _Batch._fast_loaders[cls] = FastItemLoader(item_schema)
+            item = cls._declared_fields[cls.ITEMS_KEY].inner.schema
+            loader = _Batch._fast_loaders[cls] = FastItemLoader(item)
         return loader
 
     @ma.pre_load
     def _bounded(self, data, **kwargs):
         items = data.get(self.ITEMS_KEY) if isinstance(data, dict) else None
         if isinstance(items, list) and len(items) > MAX_ITEMS:
-            abort(400, f"At most {MAX_ITEMS} {self.ITEMS_KEY} per request, got {len(items)}.")
+            raise BadRequest(f"At most {MAX_ITEMS} {self.ITEMS_KEY} per request, "
+                             f"got {len(items)}.")
         return data
 
 
-class ProjectBatch(_Batch):
-    ITEMS_KEY = "projects"
-    projects = ma.fields.List(ma.fields.Nested(ProjectItem), required=True)
+def batch_schema(level: Level) -> type[_Batch]:
+    """The body schema of `POST /api/v1/sync/<level.plural>`."""
+    return type(f"{level.title}Batch", (_Batch,), {
+        "ITEMS_KEY": level.plural,
+        level.plural: ma.fields.List(ma.fields.Nested(item_schema(level)), required=True),
+    })
 
 
-class ComponentBatch(_Batch):
-    ITEMS_KEY = "components"
-    components = ma.fields.List(ma.fields.Nested(ComponentItem), required=True)
-
-
-class AssemblyBatch(_Batch):
-    ITEMS_KEY = "assemblies"
-    assemblies = ma.fields.List(ma.fields.Nested(AssemblyItem), required=True)
-
-
-class PieceBatch(_Batch):
-    ITEMS_KEY = "pieces"
-    pieces = ma.fields.List(ma.fields.Nested(PieceItem), required=True)
+BATCH_SCHEMAS: dict[str, type[_Batch]] = {name: batch_schema(level)
+                                          for name, level in LEVELS.items()}
+ProjectBatch, ComponentBatch, AssemblyBatch, PieceBatch = BATCH_SCHEMAS.values()
 
 
 class SyncResult(Schema):
     inserted = ma.fields.Integer(required=True, metadata={"description": "Rows created"})
     updated = ma.fields.Integer(
         required=True, metadata={"description": "Existing rows whose values changed"}
+    )
+    unchanged = ma.fields.Integer(
+        required=True,
+        metadata={"description": "Items that matched a stored row and changed nothing; "
+                                 "inserted + updated + unchanged is the batch size"},
     )

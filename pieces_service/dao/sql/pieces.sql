@@ -1,9 +1,15 @@
+-- Rendered from pieces_service/catalogue.py by pieces_service/dao/render.py
+-- (`make sql`). Edit those, not this file: tests/dao/test_rendered_sql.py checks
+-- that the two agree.
+
 -- name: list_pieces
 -- One page of pieces as a JSON array built by PostgreSQL, plus the parent checks the
--- endpoint needs, in a single round trip. Order: created_at, guid (total and stable).
--- A NULL filter parameter means "no filter"; psycopg2 inlines the values, so the planner
+-- endpoint needs, in a single round trip. Order: created_at, guid (total and stable). A
+-- NULL filter parameter means "no filter"; psycopg2 inlines the values, so the planner
 -- folds those branches away and picks the index for the filters actually given.
--- The page CTE comes from the fragments below (dao/pieces.py picks the plan by offset).
+-- after_us/after_guid: the keyset cursor (created_at in microseconds since the epoch, so
+-- its text never depends on a time zone or an ISO parser). last_key is the next cursor.
+-- For offsets below dao.pieces.DEEP_OFFSET (list_pieces_deep serves the others).
 WITH project AS (
     SELECT guid
     FROM projects
@@ -25,40 +31,7 @@ WITH project AS (
     WHERE company_guid = %(tenant)s
       AND guid = %(assembly_guid)s
       AND (is_active OR %(include_inactive)s)
-), {page}
-SELECT EXISTS (SELECT FROM project) AS project_found,
-       EXISTS (SELECT FROM component) AS component_found,
-       (SELECT project_guid FROM component) AS component_project_guid,
-       EXISTS (SELECT FROM assembly) AS assembly_found,
-       (SELECT component_guid FROM assembly) AS assembly_component_guid,
-       (SELECT project_guid FROM assembly) AS assembly_project_guid,
-       (SELECT count(*) FROM page) AS row_count,
-       (SELECT created_at::text || ' ' || guid::text
-        FROM page
-        ORDER BY created_at DESC, guid DESC
-        LIMIT 1) AS last_key,
-       (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
-        FROM page) AS body;
-
--- name: page_filters
--- The filters, order and window of a list page: one text for both page plans.
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (is_active OR %(include_inactive)s)
-      AND (%(after_created_at)s::timestamptz IS NULL
-           OR (created_at, guid) > (%(after_created_at)s::timestamptz, %(after_guid)s::uuid))
-    ORDER BY created_at,
-             guid
-    LIMIT %(limit)s
-    OFFSET %(offset)s
-
--- name: page_rows
--- The page CTE: the PieceResponse columns of the rows the filters placeholder selects.
--- Shallow pages fill it with page_filters (read straight from the order index); deep
--- ones with keyed_rows.
-page AS (
+), page AS (
     SELECT guid,
            piece_id,
            project_guid,
@@ -73,24 +46,104 @@ page AS (
            company_guid,
            created_at
     FROM pieces
-    {filters}
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (is_active OR %(include_inactive)s)
+      AND (%(after_us)s::bigint IS NULL
+           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+                                    %(after_guid)s::uuid))
+    ORDER BY created_at,
+             guid
+    LIMIT %(limit)s
+    OFFSET %(offset)s
 )
+SELECT EXISTS (SELECT FROM project) AS project_found,
+       EXISTS (SELECT FROM component) AS component_found,
+       (SELECT project_guid FROM component) AS component_project_guid,
+       EXISTS (SELECT FROM assembly) AS assembly_found,
+       (SELECT component_guid FROM assembly) AS assembly_component_guid,
+       (SELECT project_guid FROM assembly) AS assembly_project_guid,
+       (SELECT count(*) FROM page) AS row_count,
+       (SELECT (extract(epoch FROM created_at) * 1000000)::bigint || ' ' || guid
+        FROM page
+        ORDER BY created_at DESC, guid DESC
+        LIMIT 1) AS last_key,
+       (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
+        FROM page) AS body;
 
--- name: page_keys
--- Deep offsets: skip rows in an index-only scan of the order index (it INCLUDEs
--- is_active), then fetch just the page's rows by primary key (keyed_rows). Page ~500 of
--- 100 costs ~5 ms instead of ~50 ms; on shallow pages the extra join costs more than it
--- saves.
-page_keys AS (
+-- name: list_pieces_deep
+-- list_pieces for deep offsets: skip rows in an index-only scan of the order index (it
+-- INCLUDEs is_active), then fetch just the page's rows by primary key. On shallow pages
+-- the extra join costs more than it saves (BENCHMARKS.md).
+WITH project AS (
+    SELECT guid
+    FROM projects
+    WHERE company_guid = %(tenant)s
+      AND guid = %(project_guid)s
+      AND (is_active OR %(include_inactive)s)
+), component AS (
+    SELECT guid,
+           project_guid
+    FROM components
+    WHERE company_guid = %(tenant)s
+      AND guid = %(component_guid)s
+      AND (is_active OR %(include_inactive)s)
+), assembly AS (
+    SELECT guid,
+           project_guid,
+           component_guid
+    FROM assemblies
+    WHERE company_guid = %(tenant)s
+      AND guid = %(assembly_guid)s
+      AND (is_active OR %(include_inactive)s)
+), page_keys AS (
     SELECT guid
     FROM pieces
-    {filters}
-), {rows}
-
--- name: keyed_rows
--- The filter of the page CTE on a deep page: the keys page_keys found.
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (is_active OR %(include_inactive)s)
+      AND (%(after_us)s::bigint IS NULL
+           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+                                    %(after_guid)s::uuid))
+    ORDER BY created_at,
+             guid
+    LIMIT %(limit)s
+    OFFSET %(offset)s
+), page AS (
+    SELECT guid,
+           piece_id,
+           project_guid,
+           component_guid,
+           assembly_guid,
+           barcode,
+           outer_length,
+           angle_left,
+           angle_right,
+           is_active,
+           deleted_at,
+           company_guid,
+           created_at
+    FROM pieces
     WHERE company_guid = %(tenant)s
       AND guid IN (SELECT guid FROM page_keys)
+)
+SELECT EXISTS (SELECT FROM project) AS project_found,
+       EXISTS (SELECT FROM component) AS component_found,
+       (SELECT project_guid FROM component) AS component_project_guid,
+       EXISTS (SELECT FROM assembly) AS assembly_found,
+       (SELECT component_guid FROM assembly) AS assembly_component_guid,
+       (SELECT project_guid FROM assembly) AS assembly_project_guid,
+       (SELECT count(*) FROM page) AS row_count,
+       (SELECT (extract(epoch FROM created_at) * 1000000)::bigint || ' ' || guid
+        FROM page
+        ORDER BY created_at DESC, guid DESC
+        LIMIT 1) AS last_key,
+       (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
+        FROM page) AS body;
 
 -- name: get_piece
 -- One piece (PieceDetail) as JSON, with the names of any required fields that are NULL

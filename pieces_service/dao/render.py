@@ -1,0 +1,376 @@
+"""Renders the statements that follow from the catalogue into `sql/*.sql`.
+
+The column lists of sync's upserts, the per-level cascade statements and the piece reads
+all follow from `catalogue.LEVELS`; writing them by hand would spell the 60 piece columns
+out a dozen times. This module writes them out once, as complete statements, into the
+checked-in files `sql/pieces.sql`, `sql/sync.sql` and `sql/hierarchy.sql`; at run time the
+DAO only reads those files (`load_queries`), so the text PostgreSQL receives is in the
+repository, one statement per `-- name:`. `tests/dao/test_rendered_sql.py` fails when a
+file and its rendering differ; `make sql` (`pieces-service sql --write`) rewrites them.
+
+The service never imports this module.
+"""
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+from ..catalogue import DETAIL_FIELDS, LEVELS, LIST_FIELDS, REQUIRED_DETAIL_FIELDS, Level
+from . import SQL_DIR
+
+HEADER = ("-- Rendered from pieces_service/catalogue.py by pieces_service/dao/render.py\n"
+          "-- (`make sql`). Edit those, not this file: tests/dao/test_rendered_sql.py checks\n"
+          "-- that the two agree.\n")
+
+
+def _lines(names, indent: int, prefix: str = "") -> str:
+    """One name a line, comma-separated, continuation lines indented by `indent`."""
+    return f",\n{' ' * indent}".join(f"{prefix}{name}" for name in names)
+
+
+def _inline(names, prefix: str = "") -> str:
+    return ", ".join(f"{prefix}{name}" for name in names)
+
+
+def _statement(name: str, doc: str, body: str) -> str:
+    paragraphs = [" ".join(part.split()) for part in doc.strip().split("\n\n")]
+    lines = [line for part in paragraphs for line in textwrap.wrap(part, 88) or [""]]
+    comment = "\n".join(f"-- {line}" for line in lines)
+    return f"-- name: {name}\n{comment}\n{body.strip()};\n"
+
+
+# --- pieces.sql: the list page and the detail ------------------------------------------
+
+_PAGE_FILTERS = """\
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (is_active OR %(include_inactive)s)
+      AND (%(after_us)s::bigint IS NULL
+           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+                                    %(after_guid)s::uuid))
+    ORDER BY created_at,
+             guid
+    LIMIT %(limit)s
+    OFFSET %(offset)s"""
+
+_PARENT_CHECKS = """\
+WITH project AS (
+    SELECT guid
+    FROM projects
+    WHERE company_guid = %(tenant)s
+      AND guid = %(project_guid)s
+      AND (is_active OR %(include_inactive)s)
+), component AS (
+    SELECT guid,
+           project_guid
+    FROM components
+    WHERE company_guid = %(tenant)s
+      AND guid = %(component_guid)s
+      AND (is_active OR %(include_inactive)s)
+), assembly AS (
+    SELECT guid,
+           project_guid,
+           component_guid
+    FROM assemblies
+    WHERE company_guid = %(tenant)s
+      AND guid = %(assembly_guid)s
+      AND (is_active OR %(include_inactive)s)
+),"""
+
+_PAGE_RESULT = """\
+SELECT EXISTS (SELECT FROM project) AS project_found,
+       EXISTS (SELECT FROM component) AS component_found,
+       (SELECT project_guid FROM component) AS component_project_guid,
+       EXISTS (SELECT FROM assembly) AS assembly_found,
+       (SELECT component_guid FROM assembly) AS assembly_component_guid,
+       (SELECT project_guid FROM assembly) AS assembly_project_guid,
+       (SELECT count(*) FROM page) AS row_count,
+       (SELECT (extract(epoch FROM created_at) * 1000000)::bigint || ' ' || guid
+        FROM page
+        ORDER BY created_at DESC, guid DESC
+        LIMIT 1) AS last_key,
+       (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
+        FROM page) AS body"""
+
+
+def _page(where: str) -> str:
+    return (f"page AS (\n    SELECT {_lines(LIST_FIELDS, 11)}\n    FROM pieces\n{where}\n)")
+
+
+def list_pieces() -> str:
+    return _statement("list_pieces", """
+One page of pieces as a JSON array built by PostgreSQL, plus the parent checks the
+endpoint needs, in a single round trip. Order: created_at, guid (total and stable).
+A NULL filter parameter means "no filter"; psycopg2 inlines the values, so the planner
+folds those branches away and picks the index for the filters actually given.
+after_us/after_guid: the keyset cursor (created_at in microseconds since the epoch, so
+its text never depends on a time zone or an ISO parser). last_key is the next cursor.
+For offsets below dao.pieces.DEEP_OFFSET (list_pieces_deep serves the others).
+""", f"{_PARENT_CHECKS} {_page(_PAGE_FILTERS)}\n{_PAGE_RESULT}")
+
+
+def list_pieces_deep() -> str:
+    keys = f"page_keys AS (\n    SELECT guid\n    FROM pieces\n{_PAGE_FILTERS}\n)"
+    rows = _page("    WHERE company_guid = %(tenant)s\n"
+                 "      AND guid IN (SELECT guid FROM page_keys)")
+    return _statement("list_pieces_deep", """
+list_pieces for deep offsets: skip rows in an index-only scan of the order index (it
+INCLUDEs is_active), then fetch just the page's rows by primary key. On shallow pages
+the extra join costs more than it saves (BENCHMARKS.md).
+""", f"{_PARENT_CHECKS} {keys}, {rows}\n{_PAGE_RESULT}")
+
+
+def get_piece() -> str:
+    missing = _lines((f"CASE WHEN detail.{name} IS NULL THEN '{name}' END"
+                      for name in REQUIRED_DETAIL_FIELDS), 11)
+    return _statement("get_piece", """
+One piece (PieceDetail) as JSON, with the names of any required fields that are NULL
+and, when the row is not visible, the tenant owning the GUID (from pieces_guid_owners,
+so "someone else's" can be told apart from "absent"). Soft-deleted rows count only with
+include_inactive.
+""", f"""\
+WITH owner AS (
+    SELECT company_guid
+    FROM pieces_guid_owners('piece', ARRAY[%(guid)s::uuid])
+), detail AS (
+    SELECT {_lines(DETAIL_FIELDS, 11)}
+    FROM pieces
+    WHERE company_guid = %(tenant)s
+      AND guid = %(guid)s
+      AND (is_active OR %(include_inactive)s)
+)
+SELECT CASE WHEN detail.guid IS NULL  -- the owner probe runs only for a row not visible
+            THEN (SELECT company_guid FROM owner)
+       END AS owner_company_guid,
+       array_remove(ARRAY[
+           {missing}
+       ], NULL) AS missing_fields,
+       row_to_json(detail)::text AS body
+FROM (SELECT 1) AS one
+LEFT JOIN detail ON true""")
+
+
+# --- sync.sql: parents, inserts and updates, the rows a batch would move ----------------
+
+def _ancestor_levels() -> tuple[Level, ...]:
+    return tuple(level for level in LEVELS.values() if level.descendants)
+
+
+def lock_parents() -> str:
+    chain = [level.guid_column for level in _ancestor_levels()]
+    parts = []
+    for level in _ancestor_levels():
+        values = [f"'{level.name}'::text AS level", "guid"]
+        for column in chain:
+            source = "guid" if column == level.guid_column else (
+                column if column in level.parent_columns else "NULL::uuid")
+            values.append(f"{source} AS {column}" if source != column else column)
+        values += ["is_active", "deleted_at"]
+        parts.append(f"""\
+{level.name} AS (
+    SELECT {_lines(values, 11)}
+    FROM {level.table}
+    WHERE company_guid = %(tenant)s
+      AND guid = ANY (%({level.name}_guids)s::uuid[])
+    FOR SHARE
+)""")
+    union = "\nUNION ALL\n".join(f"SELECT * FROM {level.name}" for level in _ancestor_levels())
+    return _statement("lock_parents", """
+The parents a sync batch (or a restore) names, in the caller's tenant, locked FOR SHARE
+top-down, so that a concurrent cascade delete either finishes before the batch reads them
+or waits for the batch to commit and then cascades over its new rows too.
+""", "WITH " + ", ".join(parts) + "\n" + union)
+
+
+def _match(level: Level, by_guid: bool) -> str:
+    if by_guid:
+        return "t.guid = i.guid"
+    key = level.natural_key
+    return f"({_inline(key, 't.')}) = ({_inline(key, 'i.')})"
+
+
+def insert(level: Level, by_guid: bool) -> str:
+    target = "(guid)" if by_guid else f"ON CONSTRAINT {level.table}_natural_key"
+    columns = ("guid", *level.item_fields[1:], "is_active", "deleted_at")
+    resolved = ["coalesce(i.guid, gen_random_uuid()) AS guid",
+                *(f"i.{name}" for name in columns[1:])]
+    how = ("that carry a guid, with that guid" if by_guid
+           else "without a guid, with a new guid")
+    return _statement(f"insert_{level.plural}_by_{'guid' if by_guid else 'natural_key'}", f"""
+Insert the items of a sync batch of {level.plural} {how}; an item whose
+{'guid' if by_guid else 'natural key'} is stored already is skipped (DO NOTHING, which
+never touches that row, also when it is another tenant's) and returned by none of its
+rows: the update_ statement takes those. is_active/deleted_at are inherited from the
+nearest parent, on insert only. Returns the guid and natural key of each inserted row.
+""", f"""\
+INSERT INTO {level.table} AS t (
+    {_lines(columns, 4)}
+)
+SELECT {_lines(resolved, 7)}
+FROM json_populate_recordset(NULL::{level.table}, %(items)s::json) AS i
+WHERE i.company_guid = %(tenant)s
+ON CONFLICT {target} DO NOTHING
+RETURNING {_lines(("guid", *level.natural_key), 10)}""")
+
+
+def update(level: Level, by_guid: bool) -> str:
+    written = level.written_columns
+    match = "guid" if by_guid else f"natural key (company_guid, {', '.join(level.natural_key)})"
+    return _statement(f"update_{level.plural}_by_{'guid' if by_guid else 'natural_key'}", f"""
+Update the stored {level.plural} of one tenant that the items name by {match}, where
+their values differ, so a repeated batch writes nothing. Another tenant's row is never
+matched (the tenant predicate and RLS). Sync never changes is_active/deleted_at.
+Returns the guid of each updated row.
+""", f"""\
+UPDATE {level.table} AS t
+SET {_lines((f"{name} = i.{name}" for name in written), 4)},
+    updated_at = now()
+FROM json_populate_recordset(NULL::{level.table}, %(items)s::json) AS i
+WHERE t.company_guid = %(tenant)s
+  AND i.company_guid = %(tenant)s
+  AND {_match(level, by_guid)}
+  AND (
+        {_lines(written, 8, "t.")}
+  ) IS DISTINCT FROM (
+        {_lines(written, 8, "i.")}
+  )
+RETURNING t.guid""")
+
+
+def existing_rows(level: Level) -> str:
+    key = level.natural_key
+    columns = _lines(("idx integer", "guid uuid",
+                      *(f"{name} {_sql_type(level, name)}" for name in key)), 8)
+    return _statement(f"existing_{level.plural}", f"""
+The stored {level.plural} that these items (index, guid, natural key) would update: by
+guid for items with one, else by natural key; locked FOR UPDATE so that a concurrent
+restore cannot bring one back while this transaction decides on it. Used only for items
+under a soft-deleted parent (sync may not move an active row there).
+""", f"""\
+WITH item AS (
+    SELECT *
+    FROM json_to_recordset(%(items)s::json) AS i (
+        {columns}
+    )
+), by_guid AS (
+    SELECT item.idx,
+           t.is_active
+    FROM item
+    JOIN {level.table} AS t
+      ON t.company_guid = %(tenant)s
+     AND t.guid = item.guid
+    FOR UPDATE OF t
+), by_natural_key AS (
+    SELECT item.idx,
+           t.is_active
+    FROM item
+    JOIN {level.table} AS t
+      ON t.company_guid = %(tenant)s
+     AND ({_inline(key, "t.")}) = ({_inline(key, "item.")})
+    WHERE item.guid IS NULL
+    FOR UPDATE OF t
+)
+SELECT idx, is_active FROM by_guid
+UNION ALL
+SELECT idx, is_active FROM by_natural_key""")
+
+
+def _sql_type(level: Level, name: str) -> str:
+    return next(column.sql_type for column in level.columns if column.name == name)
+
+
+# --- hierarchy.sql: soft delete and restore, one statement per level -------------------
+
+def _set(active: bool) -> str:
+    if active:
+        return "SET is_active = true,\n    deleted_at = NULL,\n    updated_at = now()"
+    return "SET is_active = false,\n    deleted_at = now(),\n    updated_at = now()"
+
+
+def cascade(level: Level) -> list[str]:
+    statements = [_statement(f"delete_{level.name}", f"""
+Mark one active {level.name} deleted; deleted_at = now() is the transaction's timestamp,
+shared by every level of the cascade.
+""", f"""\
+UPDATE {level.table}
+{_set(False)}
+WHERE company_guid = %(tenant)s
+  AND guid = %(guid)s
+  AND is_active
+RETURNING deleted_at""")]
+    for below in level.descendants:
+        statements.append(_statement(f"delete_{below.plural}_of_{level.name}", f"""
+Mark the active {below.plural} under one {level.name} deleted with the same deleted_at.
+""", f"""\
+UPDATE {below.table}
+{_set(False)}
+WHERE company_guid = %(tenant)s
+  AND {level.guid_column} = %(guid)s
+  AND is_active"""))
+    parents = _lines(level.parent_columns, 7) if level.parents else "NULL AS no_parent"
+    statements.append(_statement(f"lock_deleted_{level.name}", f"""
+The deleted {level.name} to restore, locked, with its parents.
+""", f"""\
+SELECT deleted_at,
+       {parents}
+FROM {level.table}
+WHERE company_guid = %(tenant)s
+  AND guid = %(guid)s
+  AND NOT is_active
+FOR UPDATE"""))
+    statements.append(_statement(f"restore_{level.name}", f"""
+Bring back one (locked, deleted) {level.name}.
+""", f"""\
+UPDATE {level.table}
+{_set(True)}
+WHERE company_guid = %(tenant)s
+  AND guid = %(guid)s
+  AND NOT is_active"""))
+    for below in level.descendants:
+        statements.append(_statement(f"restore_{below.plural}_of_{level.name}", f"""
+Bring back exactly the {below.plural} the {level.name}'s cascade deleted: same deleted_at.
+Rows deleted earlier on their own keep their older deleted_at and stay deleted.
+""", f"""\
+UPDATE {below.table}
+{_set(True)}
+WHERE company_guid = %(tenant)s
+  AND {level.guid_column} = %(guid)s
+  AND NOT is_active
+  AND deleted_at = %(deleted_at)s"""))
+    return statements
+
+
+def files() -> dict[str, str]:
+    """{file name: its whole text} of every rendered file."""
+    sync = [lock_parents()]
+    for level in LEVELS.values():
+        for by_guid in (True, False):
+            sync += [insert(level, by_guid), update(level, by_guid)]
+        if level.parents:
+            sync.append(existing_rows(level))
+    hierarchy = [statement for level in LEVELS.values() for statement in cascade(level)]
+    rendered = {
+        "pieces.sql": [list_pieces(), list_pieces_deep(), get_piece()],
+        "sync.sql": sync,
+        "hierarchy.sql": hierarchy,
+    }
+    return {name: HEADER + "\n" + "\n".join(statements)
+            for name, statements in rendered.items()}
+
+
+def stale(directory: Path = SQL_DIR) -> list[str]:
+    """The rendered files whose checked-in text differs from their rendering."""
+    return [name for name, text in files().items()
+            if not (directory / name).exists() or (directory / name).read_text() != text]
+
+
+def write(directory: Path = SQL_DIR) -> list[str]:
+    """Rewrite the stale files; return their names."""
+    changed = stale(directory)
+    rendered = files()
+    for name in changed:
+        (directory / name).write_text(rendered[name])
+    return changed
+

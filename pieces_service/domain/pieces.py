@@ -1,0 +1,115 @@
+"""Reading pieces: the list page with its parent checks (SPEC §4), and the detail with who
+may see which piece."""
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import uuid
+from dataclasses import dataclass
+
+from .. import access
+from ..auth import Principal
+from ..dao import pieces as pieces_dao
+from ..db import OneMessageReads
+from ..errors import BadRequest, Forbidden, IntegrityAlarm, Invalid, NotFound
+
+log = logging.getLogger(__name__)
+
+
+def encode_cursor(last_key: str) -> str:
+    """The opaque cursor for the row after `last_key` ("<created_at µs> <guid>", as the list
+    statement returns it)."""
+    return base64.urlsafe_b64encode(last_key.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, uuid.UUID]:
+    """The keyset position (created_at in µs since the epoch, guid) in `cursor`; `Invalid`
+    when it is not one of ours. Plain integers and a UUID: no ISO parser, so the cursor
+    reads the same on every Python version."""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+        micros, guid = text.split(" ")
+        if not micros.lstrip("-").isdigit() or len(micros) > 19:
+            raise ValueError(micros)
+        return int(micros), uuid.UUID(guid)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Invalid("Validation error: cursor",
+                      errors={"cursor": ["Not a valid cursor."]}) from None
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    """The list's filters and window (SPEC §4), as parsed from the query string."""
+
+    limit: int
+    offset: int
+    include_inactive: bool
+    cursor: str | None = None
+    company_guid: uuid.UUID | None = None
+    project_guid: uuid.UUID | None = None
+    component_guid: uuid.UUID | None = None
+    assembly_guid: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    body: str                 # the JSON array, as PostgreSQL built it
+    next_cursor: str | None   # set when the page is full
+
+
+def list_page(reads: OneMessageReads, principal: Principal, query: ListQuery) -> Page:
+    """One page of the pieces `principal` may list; the SPEC §4 error for the first parent
+    filter that fails."""
+    tenant = access.list_tenant(principal, query.company_guid)
+    page = pieces_dao.list_pieces(
+        reads, tenant=tenant, project_guid=query.project_guid,
+        component_guid=query.component_guid, assembly_guid=query.assembly_guid,
+        include_inactive=query.include_inactive, limit=query.limit, offset=query.offset,
+        after=decode_cursor(query.cursor) if query.cursor else None)
+    _check_parents(page, query)
+    full = page.row_count == query.limit and page.last_key
+    return Page(page.body, encode_cursor(page.last_key) if full else None)
+
+
+def _check_parents(page: pieces_dao.PiecePage, query: ListQuery) -> None:
+    project, component, assembly = query.project_guid, query.component_guid, query.assembly_guid
+    if project and not page.project_found:
+        raise NotFound(f"Project with GUID {project} not found or not accessible.")
+    if component:
+        if not page.component_found:
+            raise NotFound(f"Component with GUID {component} not found or not accessible.")
+        if project and page.component_project_guid != project:
+            raise BadRequest(f"Component {component} does not belong to project {project}.")
+    if assembly:
+        if not page.assembly_found:
+            raise NotFound(f"Assembly with GUID {assembly} not found or not accessible.")
+        if component and page.assembly_component_guid != component:
+            raise BadRequest(f"Assembly {assembly} does not belong to component {component}.")
+        if project and page.assembly_project_guid != project:
+            raise BadRequest(f"Assembly {assembly} does not belong to project {project}.")
+
+
+def detail(reads: OneMessageReads, principal: Principal, guid: uuid.UUID,
+           include_inactive: bool) -> str:
+    """The PieceDetail JSON of piece `guid` as `principal` may see it.
+
+    Read in the caller's tenant; a piece not visible there is another tenant's (403), absent
+    (404), or, for SystemAdmin, read again in its owner's tenant. A stored row lacking a
+    required field is an integrity alarm (500, logged)."""
+    tenant = principal.company_guid
+    row = pieces_dao.get_piece(reads, tenant=tenant, guid=guid,
+                               include_inactive=include_inactive)
+    if row.body is None and access.reaches_owner(principal, row.owner_company_guid):
+        tenant = row.owner_company_guid
+        row = pieces_dao.get_piece(reads, tenant=tenant, guid=guid,
+                                   include_inactive=include_inactive)
+    if row.body is None:
+        if row.owner_company_guid is not None and row.owner_company_guid != tenant:
+            raise Forbidden("Access to this piece is forbidden.")
+        raise NotFound("Piece not found")
+    if row.missing_fields:
+        log.error("piece %s of tenant %s lacks required fields %s", guid, tenant,
+                  row.missing_fields)
+        raise IntegrityAlarm(f"Piece missing required fields: {row.missing_fields}")
+    return row.body

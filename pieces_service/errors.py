@@ -1,0 +1,123 @@
+"""The service's errors and their HTTP statuses, in one place.
+
+The domain layer (`pieces_service.domain`) and the database plumbing (`db`) raise these;
+one Flask error handler (`extensions.Api`) turns each into `{"detail": …}` with the status
+from `STATUS`. Database exceptions are classified once, by `from_database`.
+"""
+from __future__ import annotations
+
+import logging
+
+import psycopg2.errors
+
+log = logging.getLogger(__name__)
+
+
+class ServiceError(Exception):
+    """An error with a message for the client (`detail`) and, for validation errors, the
+    bad fields (`errors`)."""
+
+    def __init__(self, detail: str, *, errors: dict | None = None,
+                 headers: dict[str, str] | None = None):
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+class BadRequest(ServiceError):
+    """The request is well formed but contradicts itself (parent filters that do not chain)."""
+
+
+class Forbidden(ServiceError):
+    """The caller may not act on that tenant or row."""
+
+
+class NotFound(ServiceError):
+    """No such row visible to the caller."""
+
+
+class Conflict(ServiceError):
+    """The request conflicts with the stored rows; nothing was written."""
+
+
+class ConcurrentChange(Conflict):
+    """A deadlock or serialization failure between concurrent writers: nothing was written,
+    and the same request succeeds when retried."""
+
+
+class Invalid(ServiceError):
+    """A field's value is refused (422, naming the field in `errors`)."""
+
+
+class IntegrityAlarm(ServiceError):
+    """A stored row breaks an invariant the schema should have kept (logged at ERROR)."""
+
+
+class DatabaseFailure(ServiceError):
+    """The database refused a statement for a reason the client cannot act on."""
+
+
+class DatabaseUnavailable(ServiceError):
+    """The database could not be reached, dropped the connection or timed out."""
+
+
+STATUS: dict[type[ServiceError], int] = {
+    BadRequest: 400,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    ConcurrentChange: 409,
+    Invalid: 422,
+    IntegrityAlarm: 500,
+    DatabaseFailure: 500,
+    DatabaseUnavailable: 503,
+}
+
+
+def status_of(error: ServiceError) -> int:
+    """The HTTP status of `error` (its nearest class in `STATUS`)."""
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def from_database(exc: BaseException, *, disconnected: bool) -> ServiceError:
+    """The service error for a database exception (psycopg2's, or SQLAlchemy's wrapping one).
+
+    `disconnected`: the connection was lost (the caller has already discarded it).
+    """
+    orig = getattr(exc, "orig", None) or exc
+    if disconnected:
+        return DatabaseUnavailable("Database unavailable", headers={"Retry-After": "1"})
+    if isinstance(orig, psycopg2.errors.TransactionRollbackError):
+        return ConcurrentChange("A concurrent change touched the same rows; nothing was "
+                                "written. Retry the request.")
+    if isinstance(orig, psycopg2.IntegrityError):
+        constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
+        return Conflict("The request conflicts with existing rows"
+                        + (f" (constraint {constraint})" if constraint else "")
+                        + "; nothing was written.")
+    if isinstance(orig, (psycopg2.OperationalError, psycopg2.InterfaceError)) \
+            or _is_pool_timeout(exc):
+        # Could not connect, statement_timeout, the pool is exhausted.
+        return DatabaseUnavailable("Database unavailable", headers={"Retry-After": "1"})
+    return DatabaseFailure("Internal server error")
+
+
+def _is_pool_timeout(exc: BaseException) -> bool:
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    return isinstance(exc, PoolTimeout)
+
+
+def log_database_error(error: ServiceError, cause: BaseException | None) -> None:
+    """One log line for a classified database error (no SQL parameters, no token)."""
+    name = type(getattr(cause, "orig", None) or cause).__name__ if cause else "unknown"
+    if isinstance(error, DatabaseUnavailable):
+        log.warning("database unavailable: %s", name)
+    elif isinstance(error, Conflict):
+        log.warning("write conflict: %s: %s", name, error.detail)
+    else:
+        log.error("database error: %s", name, exc_info=cause)

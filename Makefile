@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test migrate demo-data bench fuzz lint clean
+.PHONY: help install run test migrate demo-data sql bench fuzz lint clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -29,6 +29,9 @@ migrate: $(STAMP)  ## Apply pending migrations to DATABASE_URL (embedded Postgre
 
 demo-data: $(STAMP)  ## Load the demo tenants into DATABASE_URL (embedded PostgreSQL if unset); a no-op once loaded
 	$(PY) -m devtools demo-data
+
+sql: $(STAMP)  ## Re-render dao/sql/{pieces,sync,hierarchy}.sql from the catalogue (a test fails when stale)
+	$(PY) -m pieces_service.dao.render
 
 bench: $(STAMP)  ## Benchmarks (load generator, floors, report in BENCHMARKS.md); not part of make test
 	$(PY) -m bench.run

@@ -83,3 +83,38 @@ def test_probes_answer_other_methods_with_json_405(client, path):
     assert response.status_code == 405
     assert "detail" in response.json
     assert response.headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize("invalidated, detail", [
+    (True, "Database unavailable."), (False, "Database check failed.")])
+def test_readyz_is_503_for_a_bare_database_error(client, monkeypatch, invalidated, detail):
+    """psycopg2 raises a bare DatabaseError when the server dies mid-statement: not a 500."""
+    import psycopg2
+    from sqlalchemy.exc import DatabaseError
+
+    from pieces_service.dao import health as health_dao
+
+    def dying(conn, *, head):
+        raise DatabaseError("SELECT …", {}, psycopg2.DatabaseError("server closed the "
+                            "connection unexpectedly"), connection_invalidated=invalidated)
+
+    monkeypatch.setattr(health_dao, "schema_state", dying)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {"detail": detail}
+
+
+def test_readyz_tells_a_broken_schema_table_from_a_missing_one(scratch_database):
+    """Any other ProgrammingError is not reported as "no schema_migrations table"."""
+    from pieces_service.migrate import connect
+
+    conn = connect(scratch_database)
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("CREATE TABLE schema_migrations (something_else int)")
+    finally:
+        conn.close()
+    response = create_app(make_config(scratch_database)).test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.json == {"detail": "Database check failed."}

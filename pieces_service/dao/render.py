@@ -374,3 +374,9 @@ def write(directory: Path = SQL_DIR) -> list[str]:
         (directory / name).write_text(rendered[name])
     return changed
 
+
+
+if __name__ == "__main__":  # make sql
+    changed = write()
+    print("rewrote " + ", ".join(f"sql/{name}" for name in changed) if changed
+          else "sql/ is up to date")

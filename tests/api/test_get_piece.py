@@ -156,7 +156,7 @@ def test_bad_detail_query_is_422(as_tenant, seed, tenant, query, field):
     assert field in body["errors"]
 
 
-def test_row_missing_a_required_field_is_500(as_tenant, seed, admin_conn, tenant):
+def test_row_missing_a_required_field_is_500(as_tenant, seed, admin_conn, tenant, caplog):
     tree = seed.tree(tenant, pieces_per_assembly=0)
     guid = uuid.uuid4()
     with admin_conn.cursor() as cur:
@@ -166,8 +166,14 @@ def test_row_missing_a_required_field_is_500(as_tenant, seed, admin_conn, tenant
             cur.execute("INSERT INTO pieces (guid, company_guid, project_guid, component_guid,"
                         " piece_id) VALUES (%s, %s, %s, %s, NULL)",
                         (str(guid), str(tenant), str(tree.project), str(tree.component)))
-        response = as_tenant(tenant).get(url(guid))
+        token = as_tenant(tenant).headers["Authorization"].split()[1]
+        with caplog.at_level("ERROR", logger="pieces_service"):
+            response = as_tenant(tenant).get(url(guid))
         assert_error(response, 500, "Piece missing required fields: ['piece_id']")
+        alarms = [r for r in caplog.records if r.levelname == "ERROR"
+                  and str(guid) in r.getMessage() and "piece_id" in r.getMessage()]
+        assert alarms, caplog.records  # the integrity alarm is logged, never silent
+        assert all(token not in r.getMessage() for r in caplog.records)
     finally:
         with admin_conn.cursor() as cur:
             cur.execute("DELETE FROM pieces WHERE guid = %s", (str(guid),))

@@ -388,3 +388,43 @@ def test_deleted_at_is_iso_8601_with_offset(as_tenant, seed, tenant):
     deleted = datetime.fromisoformat(item["deleted_at"])
     assert deleted == datetime(2024, 2, 3, 4, 5, 6, tzinfo=timezone.utc)
     assert deleted.utcoffset() is not None
+
+
+def test_cursor_walks_microsecond_neighbours_and_pre_epoch_times(as_tenant, seed, tenant):
+    """The cursor carries created_at exactly (integer µs), also before 1970, and its text
+    needs no ISO parser (Python 3.10's refused PostgreSQL's `+00` offsets)."""
+    tree = seed.tree(tenant, pieces_per_assembly=0)
+    times = ["1969-12-31 23:59:59.999999+00", "2024-01-01 00:00:00.000001+00",
+             "2024-01-01 00:00:00.000002+00", "2024-01-01 00:00:00.000002+00",
+             "2024-01-01 02:00:00.000003+02"]
+    for created_at in times:
+        seed.piece(tenant, *_parents(tree), created_at=created_at)
+    caller = as_tenant(tenant)
+    expected = guids(caller.get(LIST))
+    walked, url = [], LIST + "?limit=1"
+    while url:
+        page = caller.client.get(url, headers=caller.headers)
+        assert page.status_code == 200, page.get_json()
+        walked += guids(page)
+        url = next_link(page)
+    assert walked == expected and len(walked) == 5
+
+
+def test_cursor_is_integers_and_a_guid():
+    from pieces_service.domain.pieces import decode_cursor, encode_cursor
+
+    guid = uuid.uuid4()
+    assert decode_cursor(encode_cursor(f"-1 {guid}")) == (-1, guid)
+    assert decode_cursor(encode_cursor(f"1704067200000001 {guid}")) == (1704067200000001, guid)
+
+
+def test_setup_cfg_names_only_the_python_the_suite_runs_on():
+    import configparser
+    import sys
+    from pathlib import Path
+
+    config = configparser.ConfigParser()
+    config.read(Path(__file__).resolve().parents[2] / "setup.cfg")
+    floor = config["options"]["python_requires"].strip()
+    assert floor.startswith(">=")
+    assert tuple(int(p) for p in floor[2:].split(".")) <= sys.version_info[:2]

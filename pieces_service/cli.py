@@ -83,11 +83,14 @@ def mint_token(settings: JWTSettings, *, company_guid: uuid.UUID, role: Role,
 
 
 def _cmd_migrate(args, env) -> None:
-    from .migrate import migrate
+    from .migrate import MigrationError, migrate
 
     url, _server, where = open_database(env)  # the handle keeps the embedded server up
     print(f"migrating {where}")
-    applied = migrate(url)
+    try:
+        applied = migrate(url)
+    except MigrationError as exc:  # no migrations shipped, a file refused, a file failed
+        raise CommandError(str(exc)) from exc
     print(f"{len(applied)} migration(s) applied" if applied else "already up to date")
 
 

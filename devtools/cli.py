@@ -93,10 +93,9 @@ def _cmd_demo_data(args, env) -> None:
             cur.execute("SELECT to_regclass('public.pieces') IS NOT NULL")
             if not cur.fetchone()[0]:
                 raise CommandError(f"{where} is not migrated; run `make migrate` first")
-        conn.rollback()
-        loaded = demo.load(conn)
     finally:
         conn.close()
+    loaded = demo.load(url)
     if loaded:
         for tenant in loaded:
             print(f"loaded {tenant.pieces} pieces for {tenant.name} ({tenant.company_guid})")

@@ -2,9 +2,11 @@
 Loaded by `make run` and `make demo-data` (`python -m devtools demo-data`).
 
 Every GUID is derived from the tenant and the row's position (`demo_guid`), so the demo data
-is the same on every machine and docs/running.md can name rows. `load(conn)` writes it all
-in one transaction, set-based (INSERT … SELECT over generate_series), and does nothing for a
-tenant that already has projects, so running it again is a no-op.
+is the same on every machine and docs/running.md can name rows. `load(url)` goes through the
+service's own code: the rows are written by `domain.sync.sync_batch` (the sync endpoints'
+rules, with the body schemas validating every item) in one transaction per tenant, and
+the deletions by `domain.cascade.soft_delete`, each in its own transaction, oldest first.
+A tenant whose first project exists is left alone, so running it again is a no-op.
 
 Each tenant has `projects` projects; each project 5 components (window types); each
 component 25 assemblies (windows); each assembly 8 pieces (the cut bars of one window).
@@ -13,8 +15,21 @@ The soft-deleted rows follow the cascade rules of SPEC §5 (see `DELETIONS`).
 from __future__ import annotations
 
 import hashlib
+import secrets
 import uuid
 from dataclasses import dataclass
+from typing import Iterator
+
+from sqlalchemy.engine import URL
+
+from pieces_service import create_app, db
+from pieces_service.api.sync.schemas import BATCH_SCHEMAS
+from pieces_service.auth import Principal, Role
+from pieces_service.catalogue import LEVELS
+from pieces_service.config import Config, JWTSettings
+from pieces_service.dao import ownership
+from pieces_service.domain import cascade, sync
+from pieces_service.migrate import connect
 
 COMPONENTS_PER_PROJECT = 5
 ASSEMBLIES_PER_COMPONENT = 25
@@ -55,7 +70,7 @@ DEFAULT_TENANT = TENANTS[0]
 
 def demo_guid(tenant: DemoTenant, *position: int) -> uuid.UUID:
     """The GUID of the demo row at `position` (project, component, assembly, piece numbers,
-    1-based; give as many as the level needs). The SQL below computes the same value."""
+    1-based; give as many as the level needs)."""
     path = "".join(f"/{n}" for n in position)
     return uuid.UUID(hashlib.md5(f"pieces-demo:{tenant.company_guid}{path}".encode()).hexdigest())
 
@@ -63,31 +78,31 @@ def demo_guid(tenant: DemoTenant, *position: int) -> uuid.UUID:
 @dataclass(frozen=True)
 class Deletion:
     """A soft delete in the demo data: the row at `position` of tenant number `tenant`
-    (0-based) and its active descendants, all with deleted_at = load time - `days_ago`."""
+    (0-based) and its active descendants, through the service's cascade."""
 
     tenant: int
     position: tuple[int, ...]
-    days_ago: int
 
     @property
-    def entity(self) -> str:
+    def level(self) -> str:
         return ("project", "component", "assembly", "piece")[len(self.position) - 1]
 
 
-# Applied oldest first. Tenant 2's piece (2, 4, 1, 1) was deleted on its own before its
-# component was, so restoring that component leaves it deleted (SPEC §5).
+# Applied in this order, each in a transaction of its own (so each has its own deleted_at).
+# Tenant 2's piece (2, 4, 1, 1) is deleted on its own before its component is, so restoring
+# that component leaves it deleted (SPEC §5).
 DELETIONS = (
-    Deletion(1, (2, 4, 1, 1), days_ago=5),
-    Deletion(0, (1, 1, 1, 8), days_ago=4),
-    Deletion(0, (1, 1, 2, 8), days_ago=4),
-    Deletion(0, (1, 1, 3, 8), days_ago=3),
-    Deletion(0, (1, 2, 7, 5), days_ago=3),
-    Deletion(0, (2, 1, 1, 7), days_ago=3),
-    Deletion(2, (1, 1, 1, 7), days_ago=3),
-    Deletion(2, (1, 1, 2, 7), days_ago=3),
-    Deletion(2, (1, 3, 9, 2), days_ago=3),
-    Deletion(1, (2, 4), days_ago=2),
-    Deletion(0, (1, 2, 3), days_ago=1),
+    Deletion(1, (2, 4, 1, 1)),
+    Deletion(0, (1, 1, 1, 8)),
+    Deletion(0, (1, 1, 2, 8)),
+    Deletion(0, (1, 1, 3, 8)),
+    Deletion(0, (1, 2, 7, 5)),
+    Deletion(0, (2, 1, 1, 7)),
+    Deletion(2, (1, 1, 1, 7)),
+    Deletion(2, (1, 1, 2, 7)),
+    Deletion(2, (1, 3, 9, 2)),
+    Deletion(1, (2, 4)),
+    Deletion(0, (1, 2, 3)),
 )
 
 # Per tenant: projects, components, assemblies, pieces, active pieces (docs/running.md).
@@ -106,304 +121,203 @@ _COMPONENT_NAMES = ["Tilt & turn window", "Fixed light", "Balcony door", "Double
 _HARDWARE = ["Tilt&turn RH, concealed hinges", None, "3-point door lock, handle inside",
              "Tilt&turn LH + RH, mullion", "Top-hung, friction stay"]
 
-# Each statement runs once per tenant, as pieces_app with that tenant set, so RLS admits it
-# whatever role DATABASE_URL names. Positions come from generate_series; GUIDs are
-# md5('pieces-demo:<tenant>/<p>/<c>/<a>/<k>'), as in demo_guid().
-_INSERT_PROJECTS = """
-INSERT INTO projects (guid, company_guid, code, name, created_at, updated_at)
-SELECT md5(%(seed)s || '/' || p)::uuid,
-       %(tenant)s,
-       %(code)s || '-' || (1000 + p),
-       (%(project_names)s::text[])[p],
-       t.created_at,
-       t.created_at
-FROM generate_series(1, %(projects)s) AS p
-CROSS JOIN LATERAL (
-    SELECT date_trunc('day', now()) - interval '90 days' + p * interval '1 day' AS created_at
-) AS t
-"""
-
-_INSERT_COMPONENTS = """
-INSERT INTO components (guid, company_guid, project_guid, code, name, created_at, updated_at)
-SELECT md5(%(seed)s || '/' || p || '/' || c)::uuid,
-       %(tenant)s,
-       md5(%(seed)s || '/' || p)::uuid,
-       'W' || lpad(c::text, 2, '0'),
-       (%(component_names)s::text[])[c],
-       t.created_at,
-       t.created_at
-FROM generate_series(1, %(projects)s) AS p
-CROSS JOIN generate_series(1, %(components)s) AS c
-CROSS JOIN LATERAL (
-    SELECT date_trunc('day', now()) - interval '90 days' + p * interval '1 day'
-           + c * interval '1 hour' AS created_at
-) AS t
-"""
-
-_INSERT_ASSEMBLIES = """
-INSERT INTO assemblies (guid, company_guid, project_guid, component_guid, code, name,
-                        created_at, updated_at)
-SELECT md5(%(seed)s || '/' || p || '/' || c || '/' || a)::uuid,
-       %(tenant)s,
-       md5(%(seed)s || '/' || p)::uuid,
-       md5(%(seed)s || '/' || p || '/' || c)::uuid,
-       'A' || lpad(a::text, 3, '0'),
-       'Position ' || ((c - 1) * %(assemblies)s + a),
-       t.created_at,
-       t.created_at
-FROM generate_series(1, %(projects)s) AS p
-CROSS JOIN generate_series(1, %(components)s) AS c
-CROSS JOIN generate_series(1, %(assemblies)s) AS a
-CROSS JOIN LATERAL (
-    SELECT date_trunc('day', now()) - interval '90 days' + p * interval '1 day'
-           + c * interval '1 hour' + a * interval '2 minutes' AS created_at
-) AS t
-"""
-
 # The 8 bars of one window: a frame cut at 45° (welded), a sash top and bottom, a mullion
 # and a glazing bead cut at 90°. `along` says whether a bar runs along the window's width
 # (W) or height (H); `shorten` is taken off that dimension.
-_INSERT_PIECES = """
-INSERT INTO pieces (
-    guid, company_guid, project_guid, component_guid, assembly_guid,
-    piece_id, barcode,
-    outer_length, inner_length, angle_left, angle_right,
-    assembly_width, assembly_height, reinforcement_length, other_length,
-    bar_rest, bar_length, bar_cutting_tolerance, profile_width, profile_height,
-    welding_tolerance,
-    orientation, trolley, cell, trolley_cell, trolley_size,
-    parent_assembly_trolley_cell, mullion_trolley_cell, glazing_bead_trolley_cell,
-    operations, component_code, component_description, info2, info3,
-    client, dealer, project_description, project_phase, reinforcement_code,
-    hardware_info, glass_info, project_number, component_number, water_handle,
-    segment_order, cutting_pattern, fixing_mode, material_type, project_code_parent,
-    bar_id, profile_code, profile_name, lamination, gasket,
-    profile_color, profile_type_ra, profile_type, profile_code_with_color,
-    created_at, updated_at
-)
-SELECT md5(%(seed)s || '/' || p || '/' || c || '/' || a || '/' || bar.k)::uuid,
-       %(tenant)s,
-       md5(%(seed)s || '/' || p)::uuid,
-       md5(%(seed)s || '/' || p || '/' || c)::uuid,
-       md5(%(seed)s || '/' || p || '/' || c || '/' || a)::uuid,
-       format('W%%s-A%%s-%%s', lpad(c::text, 2, '0'), lpad(a::text, 3, '0'), bar.k),
-       %(barcode_prefix)s || lpad(p::text, 3, '0') || lpad(w.number::text, 4, '0')
-           || lpad(bar.k::text, 2, '0'),
-       len.outer_length,
-       CASE WHEN bar.angle = 45 THEN len.outer_length - 2 * bar.profile_height
-            ELSE len.outer_length END,
-       bar.angle,
-       bar.angle,
-       w.width,
-       w.height,
-       CASE WHEN bar.reinforcement_code IS NOT NULL
-            THEN len.outer_length - 2 * bar.profile_height - 20 END,
-       NULL,
-       6500 - (6500 / (len.outer_length + 3)) * (len.outer_length + 3),
-       6500,
-       3,
-       bar.profile_width,
-       bar.profile_height,
-       CASE WHEN bar.angle = 45 THEN 3 ELSE 0 END,
-       bar.orientation,
-       slot.trolley,
-       slot.cell,
-       slot.trolley || '/' || slot.cell,
-       CASE WHEN w.height > 1600 THEN 'L' ELSE 'M' END,
-       slot.trolley || '/' || lpad(((w.number - 1) %% 10 + 1)::text, 2, '0'),
-       CASE WHEN bar.profile_type = 'mullion' THEN slot.trolley || '/' || slot.cell END,
-       CASE WHEN bar.profile_type = 'glazing bead' THEN slot.trolley || '/' || slot.cell END,
-       bar.operations,
-       'W' || lpad(c::text, 2, '0'),
-       (%(component_names)s::text[])[c],
-       'Floor ' || ((a - 1) / 5 + 1),
-       NULL,
-       (%(clients)s::text[])[p],
-       %(dealer)s,
-       (%(project_names)s::text[])[p],
-       CASE WHEN p = 1 THEN 'production' ELSE 'planning' END,
-       bar.reinforcement_code,
-       (%(hardware)s::text[])[c],
-       CASE WHEN c = 3 THEN '4/16/4/16/4 Ug 0.6' ELSE '4/16/4 Ug 1.1' END,
-       %(code)s || '-' || (1000 + p),
-       lpad(c::text, 2, '0'),
-       CASE WHEN bar.orientation = 'bottom' AND bar.profile_type = 'frame'
-            THEN '2 drain slots' END,
-       bar.k::text,
-       'CP-' || lpad(((w.number - 1) / 4 + 1)::text, 3, '0'),
-       CASE WHEN bar.angle = 45 THEN 'welded' ELSE 'screwed' END,
-       %(material)s,
-       %(code)s || '-' || (1000 + p),
-       format('%%s-%%s-B%%s', bar.profile_code, colour.code, (w.number - 1) / 4 + 1),
-       bar.profile_code,
-       bar.profile_name,
-       colour.lamination,
-       colour.gasket,
-       colour.name,
-       bar.profile_type_ra,
-       bar.profile_type,
-       bar.profile_code || '-' || colour.code,
-       t.created_at,
-       t.created_at
-FROM generate_series(1, %(projects)s) AS p
-CROSS JOIN generate_series(1, %(components)s) AS c
-CROSS JOIN generate_series(1, %(assemblies)s) AS a
-CROSS JOIN LATERAL (
-    SELECT (c - 1) * %(assemblies)s + a AS number,
-           600 + ((p * 7 + c * 13 + a * 31) %% 25) * 50 AS width,
-           800 + ((p * 11 + c * 5 + a * 17) %% 29) * 50 AS height,
-           (p + c + a) %% 3 AS colour_index
-) AS w
-CROSS JOIN (VALUES
-    (1, 'frame', 'R', 'FR-7001', 'Frame 70 mm', 70, 70, 'top', 'W', 0, 45,
-     'CUT;WELD;CLEAN', 'ST-1.5'),
-    (2, 'frame', 'R', 'FR-7001', 'Frame 70 mm', 70, 70, 'bottom', 'W', 0, 45,
-     'CUT;DRAIN;WELD;CLEAN', 'ST-1.5'),
-    (3, 'frame', 'R', 'FR-7001', 'Frame 70 mm', 70, 70, 'left', 'H', 0, 45,
-     'CUT;WELD;CLEAN', 'ST-1.5'),
-    (4, 'frame', 'R', 'FR-7001', 'Frame 70 mm', 70, 70, 'right', 'H', 0, 45,
-     'CUT;WELD;CLEAN', 'ST-1.5'),
-    (5, 'sash', 'F', 'SA-7002', 'Sash 78 mm', 78, 78, 'top', 'W', 96, 45,
-     'CUT;WELD;CLEAN;HARDWARE', 'ST-1.5'),
-    (6, 'sash', 'F', 'SA-7002', 'Sash 78 mm', 78, 78, 'bottom', 'W', 96, 45,
-     'CUT;DRAIN;WELD;CLEAN', 'ST-1.5'),
-    (7, 'mullion', 'P', 'MU-7003', 'Mullion 84 mm', 84, 70, 'vertical', 'H', 140, 90,
-     'CUT;MILL;SCREW', 'ST-2.0'),
-    (8, 'glazing bead', 'G', 'GB-7004', 'Glazing bead 22 mm', 22, 24, 'horizontal', 'W', 180,
-     90, 'CUT', NULL)
-) AS bar(k, profile_type, profile_type_ra, profile_code, profile_name, profile_width,
-         profile_height, orientation, along, shorten, angle, operations, reinforcement_code)
-CROSS JOIN LATERAL (
-    SELECT CASE bar.along WHEN 'W' THEN w.width ELSE w.height END - bar.shorten AS outer_length
-) AS len
-CROSS JOIN LATERAL (
-    SELECT (ARRAY['White', 'Anthracite grey', 'Golden oak'])[w.colour_index + 1] AS name,
-           (ARRAY['WH', 'AN', 'GO'])[w.colour_index + 1] AS code,
-           (ARRAY[NULL, 'RAL 7016 foil outside', 'Golden oak foil both sides'])
-               [w.colour_index + 1] AS lamination,
-           (ARRAY['EPDM black', 'TPE grey', 'TPE grey'])[w.colour_index + 1] AS gasket
-) AS colour
-CROSS JOIN LATERAL (
-    SELECT 'T' || lpad(((w.number - 1) / 10 + 1)::text, 2, '0') AS trolley,
-           lpad((((w.number - 1) %% 10) * %(pieces)s + bar.k)::text, 2, '0') AS cell
-) AS slot
-CROSS JOIN LATERAL (
-    SELECT date_trunc('day', now()) - interval '90 days' + p * interval '1 day'
-           + c * interval '1 hour' + a * interval '2 minutes'
-           + bar.k * interval '1 second' AS created_at
-) AS t
-WHERE bar.k <= %(pieces)s
-"""
-
-
 @dataclass(frozen=True)
-class _Level:
-    table: str
-    descendants: tuple[str, ...]  # tables below, top-down
-    own_column: str               # this entity's GUID column in descendant tables
+class Bar:
+    k: int
+    profile_type: str
+    profile_type_ra: str
+    profile_code: str
+    profile_name: str
+    profile_width: int
+    profile_height: int
+    orientation: str
+    along: str
+    shorten: int
+    angle: int
+    operations: str
+    reinforcement_code: str | None
 
 
-# What the demo deletes need of the hierarchy. A local copy of what was the cascade's
-# `pieces_service.dao.hierarchy.LEVELS` (now replaced by pieces_service/catalogue.py), so
-# that this module does not follow the service's internals until demo loading goes through
-# the service's own cascade code.
-_LEVELS = {
-    "project": _Level("projects", ("components", "assemblies", "pieces"), "project_guid"),
-    "component": _Level("components", ("assemblies", "pieces"), "component_guid"),
-    "assembly": _Level("assemblies", ("pieces",), "assembly_guid"),
-    "piece": _Level("pieces", (), ""),
-}
-
-# A soft delete as the service's cascade does it (pieces_service/dao/hierarchy.py), but
-# backdated: the whole load is one transaction, where the service's now() would give every
-# deletion the same deleted_at, and "deleted earlier on its own" needs an earlier one.
-_DELETE_ROW = """
-UPDATE {table}
-SET is_active = false,
-    deleted_at = now() - make_interval(days => %(days_ago)s),
-    updated_at = now() - make_interval(days => %(days_ago)s)
-WHERE company_guid = %(tenant)s
-  AND guid = %(guid)s
-  AND is_active
-"""
-_DELETE_DESCENDANTS = """
-UPDATE {table}
-SET is_active = false,
-    deleted_at = now() - make_interval(days => %(days_ago)s),
-    updated_at = now() - make_interval(days => %(days_ago)s)
-WHERE company_guid = %(tenant)s
-  AND {parent_column} = %(guid)s
-  AND is_active
-"""
-_AUDIT = """
-INSERT INTO audit_log (company_guid, entity_type, entity_guid, action, actor, rows_affected,
-                       occurred_at)
-VALUES (%(tenant)s, %(entity)s, %(guid)s, 'delete', %(actor)s, %(rows)s,
-        now() - make_interval(days => %(days_ago)s))
-"""
+BARS = (
+    Bar(1, "frame", "R", "FR-7001", "Frame 70 mm", 70, 70, "top", "W", 0, 45,
+        "CUT;WELD;CLEAN", "ST-1.5"),
+    Bar(2, "frame", "R", "FR-7001", "Frame 70 mm", 70, 70, "bottom", "W", 0, 45,
+        "CUT;DRAIN;WELD;CLEAN", "ST-1.5"),
+    Bar(3, "frame", "R", "FR-7001", "Frame 70 mm", 70, 70, "left", "H", 0, 45,
+        "CUT;WELD;CLEAN", "ST-1.5"),
+    Bar(4, "frame", "R", "FR-7001", "Frame 70 mm", 70, 70, "right", "H", 0, 45,
+        "CUT;WELD;CLEAN", "ST-1.5"),
+    Bar(5, "sash", "F", "SA-7002", "Sash 78 mm", 78, 78, "top", "W", 96, 45,
+        "CUT;WELD;CLEAN;HARDWARE", "ST-1.5"),
+    Bar(6, "sash", "F", "SA-7002", "Sash 78 mm", 78, 78, "bottom", "W", 96, 45,
+        "CUT;DRAIN;WELD;CLEAN", "ST-1.5"),
+    Bar(7, "mullion", "P", "MU-7003", "Mullion 84 mm", 84, 70, "vertical", "H", 140, 90,
+        "CUT;MILL;SCREW", "ST-2.0"),
+    Bar(8, "glazing bead", "G", "GB-7004", "Glazing bead 22 mm", 22, 24, "horizontal", "W",
+        180, 90, "CUT", None),
+)
+# name, code, lamination, gasket
+COLOURS = (("White", "WH", None, "EPDM black"),
+           ("Anthracite grey", "AN", "RAL 7016 foil outside", "TPE grey"),
+           ("Golden oak", "GO", "Golden oak foil both sides", "TPE grey"))
+BAR_LENGTH = 6500
 
 
-def load(conn) -> list[DemoTenant]:
-    """Load the demo data through the psycopg2 connection `conn` (not inside a transaction)
-    in one transaction; return the tenants loaded now. A tenant that already has projects
-    is left alone, so a second call loads nothing."""
-    previous_autocommit = conn.autocommit
-    conn.autocommit = False
+def _projects(tenant: DemoTenant) -> Iterator[dict]:
+    for p in range(1, tenant.projects + 1):
+        yield {"guid": str(demo_guid(tenant, p)), "company_guid": str(tenant.company_guid),
+               "code": f"{tenant.code}-{1000 + p}", "name": _PROJECT_NAMES[p - 1]}
+
+
+def _components(tenant: DemoTenant) -> Iterator[dict]:
+    for p in range(1, tenant.projects + 1):
+        for c in range(1, COMPONENTS_PER_PROJECT + 1):
+            yield {"guid": str(demo_guid(tenant, p, c)), "company_guid": str(tenant.company_guid),
+                   "project_guid": str(demo_guid(tenant, p)), "code": f"W{c:02d}",
+                   "name": _COMPONENT_NAMES[c - 1]}
+
+
+def _windows(tenant: DemoTenant) -> Iterator[tuple[int, int, int]]:
+    for p in range(1, tenant.projects + 1):
+        for c in range(1, COMPONENTS_PER_PROJECT + 1):
+            for a in range(1, ASSEMBLIES_PER_COMPONENT + 1):
+                yield p, c, a
+
+
+def _assemblies(tenant: DemoTenant) -> Iterator[dict]:
+    for p, c, a in _windows(tenant):
+        yield {"guid": str(demo_guid(tenant, p, c, a)), "company_guid": str(tenant.company_guid),
+               "project_guid": str(demo_guid(tenant, p)),
+               "component_guid": str(demo_guid(tenant, p, c)), "code": f"A{a:03d}",
+               "name": f"Position {(c - 1) * ASSEMBLIES_PER_COMPONENT + a}"}
+
+
+def _pieces(tenant: DemoTenant) -> Iterator[dict]:
+    """The cut bars of every window: lengths follow its width and height."""
+    barcode_prefix = f"4{TENANTS.index(tenant) + 1}"
+    for p, c, a in _windows(tenant):
+        number = (c - 1) * ASSEMBLIES_PER_COMPONENT + a
+        width = 600 + ((p * 7 + c * 13 + a * 31) % 25) * 50
+        height = 800 + ((p * 11 + c * 5 + a * 17) % 29) * 50
+        colour, colour_code, lamination, gasket = COLOURS[(p + c + a) % 3]
+        trolley = f"T{(number - 1) // 10 + 1:02d}"
+        batch = (number - 1) // 4 + 1
+        for bar in BARS[:PIECES_PER_ASSEMBLY]:
+            outer = (width if bar.along == "W" else height) - bar.shorten
+            cell = f"{((number - 1) % 10) * PIECES_PER_ASSEMBLY + bar.k:02d}"
+            slot = f"{trolley}/{cell}"
+            yield {
+                "guid": str(demo_guid(tenant, p, c, a, bar.k)),
+                "company_guid": str(tenant.company_guid),
+                "project_guid": str(demo_guid(tenant, p)),
+                "component_guid": str(demo_guid(tenant, p, c)),
+                "assembly_guid": str(demo_guid(tenant, p, c, a)),
+                "piece_id": f"W{c:02d}-A{a:03d}-{bar.k}",
+                "barcode": f"{barcode_prefix}{p:03d}{number:04d}{bar.k:02d}",
+                "outer_length": outer,
+                "inner_length": outer - 2 * bar.profile_height if bar.angle == 45 else outer,
+                "angle_left": bar.angle,
+                "angle_right": bar.angle,
+                "assembly_width": width,
+                "assembly_height": height,
+                "reinforcement_length": outer - 2 * bar.profile_height - 20
+                if bar.reinforcement_code else None,
+                "bar_rest": BAR_LENGTH % (outer + 3),
+                "bar_length": BAR_LENGTH,
+                "bar_cutting_tolerance": 3,
+                "profile_width": bar.profile_width,
+                "profile_height": bar.profile_height,
+                "welding_tolerance": 3 if bar.angle == 45 else 0,
+                "orientation": bar.orientation,
+                "trolley": trolley,
+                "cell": cell,
+                "trolley_cell": slot,
+                "trolley_size": "L" if height > 1600 else "M",
+                "parent_assembly_trolley_cell": f"{trolley}/{(number - 1) % 10 + 1:02d}",
+                "mullion_trolley_cell": slot if bar.profile_type == "mullion" else None,
+                "glazing_bead_trolley_cell": slot if bar.profile_type == "glazing bead"
+                else None,
+                "operations": bar.operations,
+                "component_code": f"W{c:02d}",
+                "component_description": _COMPONENT_NAMES[c - 1],
+                "info2": f"Floor {(a - 1) // 5 + 1}",
+                "client": _CLIENTS[p - 1],
+                "dealer": f"{tenant.name} direct sales",
+                "project_description": _PROJECT_NAMES[p - 1],
+                "project_phase": "production" if p == 1 else "planning",
+                "reinforcement_code": bar.reinforcement_code,
+                "hardware_info": _HARDWARE[c - 1],
+                "glass_info": "4/16/4/16/4 Ug 0.6" if c == 3 else "4/16/4 Ug 1.1",
+                "project_number": f"{tenant.code}-{1000 + p}",
+                "component_number": f"{c:02d}",
+                "water_handle": "2 drain slots"
+                if bar.orientation == "bottom" and bar.profile_type == "frame" else None,
+                "segment_order": str(bar.k),
+                "cutting_pattern": f"CP-{batch:03d}",
+                "fixing_mode": "welded" if bar.angle == 45 else "screwed",
+                "material_type": tenant.material,
+                "project_code_parent": f"{tenant.code}-{1000 + p}",
+                "bar_id": f"{bar.profile_code}-{colour_code}-B{batch}",
+                "profile_code": bar.profile_code,
+                "profile_name": bar.profile_name,
+                "lamination": lamination,
+                "gasket": gasket,
+                "profile_color": colour,
+                "profile_type_ra": bar.profile_type_ra,
+                "profile_type": bar.profile_type,
+                "profile_code_with_color": f"{bar.profile_code}-{colour_code}",
+            }
+
+
+ROWS = {"project": _projects, "component": _components, "assembly": _assemblies,
+        "piece": _pieces}
+BATCH = 1000  # the sync endpoints' limit
+
+
+def _loader_app(url: URL):
+    """The service's app on `url`; it signs nothing, so its key is a throwaway."""
+    return create_app(Config(database_url=url,
+                             jwt=JWTSettings(secrets.token_urlsafe(48), ("HS256",))))
+
+
+def load(url: URL) -> list[DemoTenant]:
+    """Load the demo tenants missing from the database at `url`; return those loaded now."""
+    app = _loader_app(url)
+    lock = connect(url)  # held for the whole load: two `make run`s at once load it once
+    lock.autocommit = True
     try:
-        with conn, conn.cursor() as cur:  # commits on success, rolls back on error
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
-            cur.execute("SET LOCAL ROLE pieces_app")
-            loaded = []
-            for tenant in TENANTS:
-                cur.execute("SELECT set_config('pieces.tenant', %s, true)",
-                            (str(tenant.company_guid),))
-                cur.execute("SELECT EXISTS (SELECT FROM projects WHERE company_guid = %s)",
-                            (str(tenant.company_guid),))
-                if cur.fetchone()[0]:
-                    continue
-                _insert_tenant(cur, tenant)
-                _apply_deletions(cur, tenant)
-                loaded.append(tenant)
-        return loaded
+        with lock.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        with app.app_context():
+            loaded = [tenant for tenant in TENANTS if _load_tenant(tenant)]
     finally:
-        conn.autocommit = previous_autocommit
+        lock.close()  # releases the advisory lock
+        engine = app.extensions["pieces_db"].get("engine")
+        if engine is not None:
+            engine.dispose()
+    return loaded
 
 
-def _insert_tenant(cur, tenant: DemoTenant) -> None:
-    index = TENANTS.index(tenant) + 1
-    params = {
-        "seed": f"pieces-demo:{tenant.company_guid}",
-        "tenant": str(tenant.company_guid),
-        "code": tenant.code,
-        "material": tenant.material,
-        "dealer": f"{tenant.name} direct sales",
-        "barcode_prefix": f"4{index}",
-        "projects": tenant.projects,
-        "components": COMPONENTS_PER_PROJECT,
-        "assemblies": ASSEMBLIES_PER_COMPONENT,
-        "pieces": PIECES_PER_ASSEMBLY,
-        "project_names": _PROJECT_NAMES,
-        "clients": _CLIENTS,
-        "component_names": _COMPONENT_NAMES,
-        "hardware": _HARDWARE,
-    }
-    for statement in (_INSERT_PROJECTS, _INSERT_COMPONENTS, _INSERT_ASSEMBLIES, _INSERT_PIECES):
-        cur.execute(statement, params)
-
-
-def _apply_deletions(cur, tenant: DemoTenant) -> None:
+def _load_tenant(tenant: DemoTenant) -> bool:
+    """Sync the tenant's rows level by level in one transaction, then apply its deletions;
+    False (nothing done) when its first project exists."""
+    actor = Principal(subject=DEMO_ACTOR, company_guid=tenant.company_guid,
+                      role=Role.COMPANY_ADMIN)
+    with db.transaction(tenant.company_guid, readonly=False) as conn:
+        if ownership.guid_owner(conn, level="project", guid=demo_guid(tenant, 1)) is not None:
+            return False
+        for name, level in LEVELS.items():
+            schema = BATCH_SCHEMAS[name]()
+            rows = list(ROWS[name](tenant))
+            for start in range(0, len(rows), BATCH):
+                items = schema.load({level.plural: rows[start:start + BATCH]})[level.plural]
+                sync.sync_batch(conn, actor, level, items)
     index = TENANTS.index(tenant)
-    for deletion in sorted((d for d in DELETIONS if d.tenant == index),
-                           key=lambda d: -d.days_ago):
-        entity = deletion.entity
-        params = {"tenant": str(tenant.company_guid),
-                  "guid": str(demo_guid(tenant, *deletion.position)),
-                  "days_ago": deletion.days_ago, "entity": entity, "actor": DEMO_ACTOR}
-        level = _LEVELS[entity]
-        cur.execute(_DELETE_ROW.format(table=level.table), params)
-        rows = cur.rowcount
-        for table in level.descendants:
-            cur.execute(_DELETE_DESCENDANTS.format(table=table, parent_column=level.own_column),
-                        params)
-            rows += cur.rowcount
-        cur.execute(_AUDIT, {**params, "rows": rows})
+    for deletion in (d for d in DELETIONS if d.tenant == index):
+        with db.transaction(tenant.company_guid, readonly=False) as conn:
+            cascade.soft_delete(conn, actor, LEVELS[deletion.level],
+                                demo_guid(tenant, *deletion.position))
+    return True

@@ -30,7 +30,7 @@ from pieces_service.auth import Role
 from pieces_service.cli import (DEFAULT_TOKEN_TTL_SECONDS, CommandError, mint_token,
                                 signing_settings)
 from pieces_service.config import Config, ConfigError
-from pieces_service.migrate import connect, migrate
+from pieces_service.migrate import migrate
 
 from . import demo, embedded
 from .cli import DEV_SECRET_FILE, PROG, open_database, raw_url, read_dev_secret
@@ -174,11 +174,7 @@ def run(env: dict[str, str]) -> int:
         applied = migrate(url, echo=say)
         if not applied:
             say("migrations: already up to date")
-        conn = connect(url)
-        try:
-            loaded = demo.load(conn)
-        finally:
-            conn.close()
+        loaded = demo.load(url)
         if loaded:
             say(f"demo data: loaded {sum(t.pieces for t in loaded)} pieces for "
                 f"{', '.join(t.name for t in loaded)}")

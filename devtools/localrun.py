@@ -30,7 +30,7 @@ from pieces_service.auth import Role
 from pieces_service.cli import (DEFAULT_TOKEN_TTL_SECONDS, CommandError, mint_token,
                                 signing_settings)
 from pieces_service.config import Config, ConfigError
-from pieces_service.migrate import migrate
+from pieces_service.migrate import MigrationError, migrate
 
 from . import demo, embedded
 from .cli import DEV_SECRET_FILE, PROG, open_database, raw_url, read_dev_secret
@@ -193,7 +193,7 @@ def main() -> int:
 
     try:
         return run(dict(os.environ))
-    except (CommandError, ConfigError) as exc:
+    except (CommandError, ConfigError, MigrationError) as exc:
         print(f"make run: error: {exc}", file=sys.stderr)
     except psycopg2.Error as exc:
         print(f"make run: database error: {' '.join(str(exc).split())}", file=sys.stderr)

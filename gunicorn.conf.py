@@ -14,7 +14,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pieces-metrics-")
 
 from pieces_service import config_from_env_or_exit  # noqa: E402
-from pieces_service.logs import logging_config  # noqa: E402
+from pieces_service.web.logs import logging_config  # noqa: E402
 
 _config = config_from_env_or_exit()
 
@@ -50,7 +50,7 @@ loglevel = _config.log_level.lower()
 logconfig_dict = logging_config(_config.log_level)
 # With a logconfig set, gunicorn formats an access record for every request even though
 # nothing prints it (~3 % of a request in the benchmark); the app's own line replaces it.
-logger_class = "pieces_service.logs.NoAccessLogger"
+logger_class = "pieces_service.web.logs.NoAccessLogger"
 
 
 def on_starting(server):

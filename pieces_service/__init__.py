@@ -33,10 +33,11 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
     )
     app.json.sort_keys = False
 
-    from . import conditional, db, health, observability
+    from . import db
+    from .web import conditional, health, observability
     from .api import register_blueprints
     from . import auth
-    from .extensions import Api
+    from .web.extensions import Api
 
     # First: every request, even one refused by authentication below, gets an id and a log line.
     observability.init_app(app)

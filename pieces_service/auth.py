@@ -16,7 +16,7 @@ import jwt
 from flask import current_app, g, request
 
 from .config import JWTSettings
-from .extensions import abort
+from .web.extensions import abort
 
 
 class Role(str, Enum):

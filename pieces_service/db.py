@@ -32,7 +32,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
-from . import errors, observability
+from . import errors
+from .web import observability
 from .config import Config
 
 APP_ROLE = "pieces_app"

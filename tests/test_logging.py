@@ -13,7 +13,7 @@ import pytest
 
 from conftest import make_config
 from pieces_service import create_app
-from pieces_service.logs import logging_config
+from pieces_service.web.logs import logging_config
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pieces_service import db, observability
+from pieces_service import db
+from pieces_service.web import observability
 
 from conftest import TEST_SECRET
 

@@ -7,7 +7,7 @@ from flask.views import MethodView
 from ... import access, db
 from ...auth import AUDIT_ROLES, require_roles
 from ...dao import audit
-from ...extensions import Blueprint, ErrorSchema
+from ...web.extensions import Blueprint, ErrorSchema
 from .. import examples
 from .schemas import AuditEntry, AuditQueryArgs
 

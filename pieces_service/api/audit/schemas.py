@@ -4,7 +4,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from ...catalogue import LEVELS
-from ...extensions import Schema
+from ...web.extensions import Schema
 from ..pieces.schemas import MAX_OFFSET
 
 

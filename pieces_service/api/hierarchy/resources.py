@@ -8,11 +8,12 @@ from __future__ import annotations
 from flask import Response
 from flask.views import MethodView
 
-from ... import db, observability
+from ... import db
 from ...auth import DELETE_RESTORE_ROLES, require_roles
 from ...catalogue import LEVELS, Level
 from ...domain import cascade
-from ...extensions import Blueprint, ErrorSchema
+from ...web import observability
+from ...web.extensions import Blueprint, ErrorSchema
 from .. import examples
 
 blp = Blueprint("hierarchy", __name__, url_prefix="/api/v1",

@@ -9,7 +9,7 @@ from flask.views import MethodView
 from ... import db
 from ...auth import READ_ROLES, require_roles
 from ...domain import pieces
-from ...extensions import Blueprint, ErrorSchema
+from ...web.extensions import Blueprint, ErrorSchema
 from .. import examples
 from .schemas import PieceDetail, PieceDetailArgs, PieceListArgs, PieceResponse
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import marshmallow as ma
 
 from ...catalogue import DETAIL_FIELDS, LIST_FIELDS, REQUIRED_DETAIL_FIELDS, piece_column
-from ...extensions import Schema
+from ...web.extensions import Schema
 
 MAX_OFFSET = 2**63 - 1
 

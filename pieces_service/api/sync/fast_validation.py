@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import marshmallow as ma
 
-from ...fields import storable_text
+from ..fields import storable_text
 
 _UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-"
                         r"[0-9a-fA-F]{12}\Z")

@@ -5,11 +5,12 @@ import dataclasses
 
 from flask.views import MethodView
 
-from ... import db, observability
+from ... import db
 from ...auth import SYNC_ROLES, require_roles
 from ...catalogue import LEVELS, Level
 from ...domain import sync
-from ...extensions import Blueprint, ErrorSchema
+from ...web import observability
+from ...web.extensions import Blueprint, ErrorSchema
 from .. import examples
 from .schemas import BATCH_SCHEMAS, SyncResult
 

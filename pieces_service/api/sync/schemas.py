@@ -5,8 +5,8 @@ import marshmallow as ma
 
 from ...catalogue import LEVELS, Attribute, Level
 from ...errors import BadRequest
-from ...extensions import Schema
-from ...fields import Code, Int32, Text
+from ...web.extensions import Schema
+from ..fields import Code, Int32, Text
 from .fast_validation import FastItemLoader
 
 MAX_ITEMS = 1000

@@ -14,8 +14,8 @@ import logging
 import psycopg2.errors
 from flask import Blueprint
 
-from . import db, errors, migrate
-from .dao import health as health_dao
+from .. import db, errors, migrate
+from ..dao import health as health_dao
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from webargs import core
 from webargs.flaskparser import FlaskParser, is_json_request
 from werkzeug.exceptions import HTTPException
 
-from . import errors
+from .. import errors
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ import re
 
 import marshmallow as ma
 
-from .catalogue import INT32_MAX, INT32_MIN, MAX_CODE_LENGTH, MAX_TEXT_LENGTH
+from ..catalogue import INT32_MAX, INT32_MIN, MAX_CODE_LENGTH, MAX_TEXT_LENGTH
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -1,0 +1,3 @@
+"""Request plumbing shared by every endpoint: the flask-smorest subclasses and the error
+shape (`extensions`), conditional GETs (`conditional`), request ids, the request log line
+and metrics (`observability`, `logs`), and the platform's probes (`health`)."""

@@ -49,7 +49,7 @@ errorlog = "-"
 loglevel = _config.log_level.lower()
 logconfig_dict = logging_config(_config.log_level)
 # With a logconfig set, gunicorn formats an access record for every request even though
-# nothing prints it (~3 % of a request in the benchmark); the app's own line replaces it.
+# nothing prints it (a cost BENCHMARKS.md measures, lever 4); the app's own line replaces it.
 logger_class = "pieces_service.web.logs.NoAccessLogger"
 
 

@@ -184,59 +184,65 @@ or waits for the batch to commit and then cascades over its new rows too.
 """, "WITH " + ", ".join(parts) + "\n" + union)
 
 
-def _match(level: Level, by_guid: bool) -> str:
-    if by_guid:
-        return "t.guid = i.guid"
-    key = level.natural_key
-    return f"({_inline(key, 't.')}) = ({_inline(key, 'i.')})"
+def _resolved(columns) -> list[str]:
+    """The inserted values: the item's, with a new guid for an item without one."""
+    return ["coalesce(i.guid, gen_random_uuid()) AS guid", *(f"i.{name}" for name in columns[1:])]
 
 
 def insert(level: Level, by_guid: bool) -> str:
     target = "(guid)" if by_guid else f"ON CONSTRAINT {level.table}_natural_key"
     columns = ("guid", *level.item_fields[1:], "is_active", "deleted_at")
-    resolved = ["coalesce(i.guid, gen_random_uuid()) AS guid",
-                *(f"i.{name}" for name in columns[1:])]
     how = ("that carry a guid, with that guid" if by_guid
            else "without a guid, with a new guid")
     return _statement(f"insert_{level.plural}_by_{'guid' if by_guid else 'natural_key'}", f"""
 Insert the items of a sync batch of {level.plural} {how}; an item whose
 {'guid' if by_guid else 'natural key'} is stored already is skipped (DO NOTHING, which
 never touches that row, also when it is another tenant's) and returned by none of its
-rows: the update_ statement takes those. is_active/deleted_at are inherited from the
+rows: the upsert_ statement takes those. is_active/deleted_at are inherited from the
 nearest parent, on insert only. Returns the guid and natural key of each inserted row.
 """, f"""\
 INSERT INTO {level.table} AS t (
     {_lines(columns, 4)}
 )
-SELECT {_lines(resolved, 7)}
+SELECT {_lines(_resolved(columns), 7)}
 FROM json_populate_recordset(NULL::{level.table}, %(items)s::json) AS i
 WHERE i.company_guid = %(tenant)s
 ON CONFLICT {target} DO NOTHING
 RETURNING {_lines(("guid", *level.natural_key), 10)}""")
 
 
-def update(level: Level, by_guid: bool) -> str:
+def upsert(level: Level, by_guid: bool) -> str:
+    target = "(guid)" if by_guid else f"ON CONSTRAINT {level.table}_natural_key"
+    columns = ("guid", *level.item_fields[1:], "is_active", "deleted_at")
     written = level.written_columns
     match = "guid" if by_guid else f"natural key (company_guid, {', '.join(level.natural_key)})"
-    return _statement(f"update_{level.plural}_by_{'guid' if by_guid else 'natural_key'}", f"""
+    return _statement(f"upsert_{level.plural}_by_{'guid' if by_guid else 'natural_key'}", f"""
 Update the stored {level.plural} of one tenant that the items name by {match}, where
-their values differ, so a repeated batch writes nothing. Another tenant's row is never
-matched (the tenant predicate and RLS). Sync never changes is_active/deleted_at.
-Returns the guid of each updated row.
+their values differ, so a repeated batch writes nothing. The items are those the insert_
+statement skipped, so each names a stored row, and dao/sync.py has checked that none is
+another tenant's (the WHERE would skip such a row, but row-level security refuses an
+ON CONFLICT DO UPDATE that reaches one). The conflict check is a direct unique-index
+probe per item, never a join (BENCHMARKS.md, lever 6). Sync never changes
+is_active/deleted_at of a stored row. Returns the guid of each row written, and whether
+it was inserted.
 """, f"""\
-UPDATE {level.table} AS t
-SET {_lines((f"{name} = i.{name}" for name in written), 4)},
-    updated_at = now()
+INSERT INTO {level.table} AS t (
+    {_lines(columns, 4)}
+)
+SELECT {_lines(_resolved(columns), 7)}
 FROM json_populate_recordset(NULL::{level.table}, %(items)s::json) AS i
+WHERE i.company_guid = %(tenant)s
+ON CONFLICT {target} DO UPDATE SET
+    {_lines((f"{name} = EXCLUDED.{name}" for name in written), 4)},
+    updated_at = now()
 WHERE t.company_guid = %(tenant)s
-  AND i.company_guid = %(tenant)s
-  AND {_match(level, by_guid)}
   AND (
         {_lines(written, 8, "t.")}
   ) IS DISTINCT FROM (
-        {_lines(written, 8, "i.")}
+        {_lines(written, 8, "EXCLUDED.")}
   )
-RETURNING t.guid""")
+RETURNING t.guid,
+          (xmax = 0) AS inserted""")
 
 
 def existing_rows(level: Level) -> str:
@@ -347,7 +353,7 @@ def files() -> dict[str, str]:
     sync = [lock_parents()]
     for level in LEVELS.values():
         for by_guid in (True, False):
-            sync += [insert(level, by_guid), update(level, by_guid)]
+            sync += [insert(level, by_guid), upsert(level, by_guid)]
         if level.parents:
             sync.append(existing_rows(level))
     hierarchy = [statement for level in LEVELS.values() for statement in cascade(level)]

@@ -60,13 +60,18 @@ def insert(conn: Connection, *, level: Level, tenant: uuid.UUID, items: list[dic
     return {row[0] if by_guid else tuple(row[1:]) for row in rows}
 
 
-def update(conn: Connection, *, level: Level, tenant: uuid.UUID, items: list[dict],
-           by_guid: bool) -> set[uuid.UUID]:
+def upsert(conn: Connection, *, level: Level, tenant: uuid.UUID, items: list[dict],
+           by_guid: bool) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
     """Update the stored rows of `tenant` the `items` name (by guid, else by natural key)
-    where their values differ; return the guids updated."""
-    name = f"update_{level.plural}_by_{'guid' if by_guid else 'natural_key'}"
-    rows = conn.exec_driver_sql(_Q[name], {"tenant": tenant, "items": _items_json(items)})
-    return {row[0] for row in rows}
+    where their values differ, inserting any that is not stored after all; return the
+    guids (inserted, updated). No item may name another tenant's row."""
+    name = f"upsert_{level.plural}_by_{'guid' if by_guid else 'natural_key'}"
+    inserted: set[uuid.UUID] = set()
+    updated: set[uuid.UUID] = set()
+    for guid, was_inserted in conn.exec_driver_sql(
+            _Q[name], {"tenant": tenant, "items": _items_json(items)}):
+        (inserted if was_inserted else updated).add(guid)
+    return inserted, updated
 
 
 def natural_key(level: Level, item: dict) -> tuple:

@@ -7,9 +7,10 @@ A `200` means every item is stored as sent. The rules, in the order they are che
    FOR SHARE so that a concurrent cascade cannot slip between the check and the write;
 4. an item under a soft-deleted parent is inserted deleted (with the parent's deleted_at),
    but may not move an existing active row there (409): sync never changes is_active;
-5. insert what is new (skipping, never touching, what is stored), then update what is
-   stored and differs; an item written by neither matched its own row unchanged, or names
-   a guid of another tenant (403), also when that tenant inserted it a moment earlier.
+5. insert what is new, skipping (never touching) what is stored; a skipped item that names
+   another tenant's guid is a 403, also when that tenant inserted it a moment earlier (the
+   insert waited for it); the rest update their rows where the values differ, and an item
+   that changed nothing counts as unchanged.
 """
 from __future__ import annotations
 
@@ -67,20 +68,23 @@ def sync_batch(conn: Connection, principal: Principal, level: Level,
         _check_parents(level, group, parents)
         rows = _inherit_active(conn, level, tenant, group, parents)
         for by_guid in (True, False):
-            part = [row for _, row in rows if (row["guid"] is not None) == by_guid]
+            part = [(index, row) for index, row in rows if (row["guid"] is not None) == by_guid]
             if not part:
                 continue
-            key = (lambda row: row["guid"]) if by_guid else (
-                lambda row: sync_dao.natural_key(level, row))
-            added = sync_dao.insert(conn, level=level, tenant=tenant, items=part,
-                                    by_guid=by_guid)
-            stored = [row for row in part if key(row) not in added]
-            changed = sync_dao.update(conn, level=level, tenant=tenant, items=stored,
-                                      by_guid=by_guid) if stored else set()
+            added = sync_dao.insert(conn, level=level, tenant=tenant,
+                                    items=[row for _, row in part], by_guid=by_guid)
+            stored = [(index, row) for index, row in part
+                      if (row["guid"] if by_guid else sync_dao.natural_key(level, row))
+                      not in added]
             inserted += len(added)
+            if not stored:
+                continue
+            if by_guid:  # a natural key includes the tenant: never another tenant's row
+                _refuse_foreign_guids(conn, level, tenant, stored)
+            late, changed = sync_dao.upsert(conn, level=level, tenant=tenant,
+                                            items=[row for _, row in stored], by_guid=by_guid)
+            inserted += len(late)
             updated += len(changed)
-            if by_guid and len(changed) < len(stored):
-                _refuse_foreign_guids(conn, level, tenant, rows, changed | added)
     return SyncResult(inserted, updated, len(items) - inserted - updated)
 
 
@@ -154,15 +158,12 @@ def _inherit_active(conn: Connection, level: Level, tenant: uuid.UUID,
 
 
 def _refuse_foreign_guids(conn: Connection, level: Level, tenant: uuid.UUID,
-                          rows: list[tuple[int, dict]], written: set[uuid.UUID]) -> None:
-    """Items with a guid that were neither inserted nor updated matched an unchanged row
-    of `tenant` or a row of another tenant, which sync never overwrites: 403 for the first
-    of those."""
-    missing = {row["guid"]: index for index, row in rows
-               if row["guid"] is not None and row["guid"] not in written}
-    foreign = ownership.foreign_guids(conn, level=level.name, guids=missing, tenant=tenant)
+                          stored: list[tuple[int, dict]]) -> None:
+    """Items whose guid the insert found stored name a row of `tenant` or of another
+    tenant, which sync never overwrites: 403 for the first of those."""
+    index_of = {row["guid"]: index for index, row in stored}
+    foreign = ownership.foreign_guids(conn, level=level.name, guids=index_of, tenant=tenant)
     if foreign:
-        index = min(missing[guid] for guid in foreign)
-        guid = next(g for g in foreign if missing[g] == index)
-        raise _item_error(Forbidden, level, index, "guid",
+        guid = min(foreign, key=index_of.__getitem__)
+        raise _item_error(Forbidden, level, index_of[guid], "guid",
                           f"GUID {guid} belongs to another tenant.")

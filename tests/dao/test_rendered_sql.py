@@ -55,7 +55,7 @@ def test_each_level_has_its_statements():
     for level in LEVELS.values():
         for how in ("guid", "natural_key"):
             assert f"insert_{level.plural}_by_{how}" in sync
-            assert f"update_{level.plural}_by_{how}" in sync
+            assert f"upsert_{level.plural}_by_{how}" in sync
         assert f"delete_{level.name}" in hierarchy and f"restore_{level.name}" in hierarchy
         for below in level.descendants:
             assert f"delete_{below.plural}_of_{level.name}" in hierarchy

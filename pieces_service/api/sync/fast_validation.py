@@ -1,7 +1,7 @@
 """A fast path for validating sync items, derived from their marshmallow schemas.
 
-Marshmallow costs ~230 µs for a 60-field piece, which alone would cap sync near 4,000
-pieces/s. The items of a real batch are almost always valid, so `FastItemLoader` checks
+Marshmallow alone, on a 60-field piece, would cap sync far below its target (BENCHMARKS.md,
+lever 5). The items of a real batch are almost always valid, so `FastItemLoader` checks
 them with plain type/length/range tests compiled from the schema's own fields; the moment
 an item is not plainly valid it returns None, and the caller lets marshmallow load the whole
 body, so error messages (and every edge of the rules) remain marshmallow's. The schema stays

@@ -52,7 +52,7 @@ SELECT * FROM assembly;
 -- name: insert_projects_by_guid
 -- Insert the items of a sync batch of projects that carry a guid, with that guid; an item
 -- whose guid is stored already is skipped (DO NOTHING, which never touches that row, also
--- when it is another tenant's) and returned by none of its rows: the update_ statement
+-- when it is another tenant's) and returned by none of its rows: the upsert_ statement
 -- takes those. is_active/deleted_at are inherited from the nearest parent, on insert only.
 -- Returns the guid and natural key of each inserted row.
 INSERT INTO projects AS t (
@@ -75,32 +75,49 @@ ON CONFLICT (guid) DO NOTHING
 RETURNING guid,
           code;
 
--- name: update_projects_by_guid
+-- name: upsert_projects_by_guid
 -- Update the stored projects of one tenant that the items name by guid, where their values
--- differ, so a repeated batch writes nothing. Another tenant's row is never matched (the
--- tenant predicate and RLS). Sync never changes is_active/deleted_at. Returns the guid of
--- each updated row.
-UPDATE projects AS t
-SET code = i.code,
-    name = i.name,
-    updated_at = now()
+-- differ, so a repeated batch writes nothing. The items are those the insert_ statement
+-- skipped, so each names a stored row, and dao/sync.py has checked that none is another
+-- tenant's (the WHERE would skip such a row, but row-level security refuses an ON CONFLICT
+-- DO UPDATE that reaches one). The conflict check is a direct unique-index probe per item,
+-- never a join (BENCHMARKS.md, lever 6). Sync never changes is_active/deleted_at of a
+-- stored row. Returns the guid of each row written, and whether it was inserted.
+INSERT INTO projects AS t (
+    guid,
+    company_guid,
+    code,
+    name,
+    is_active,
+    deleted_at
+)
+SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
+       i.company_guid,
+       i.code,
+       i.name,
+       i.is_active,
+       i.deleted_at
 FROM json_populate_recordset(NULL::projects, %(items)s::json) AS i
+WHERE i.company_guid = %(tenant)s
+ON CONFLICT (guid) DO UPDATE SET
+    code = EXCLUDED.code,
+    name = EXCLUDED.name,
+    updated_at = now()
 WHERE t.company_guid = %(tenant)s
-  AND i.company_guid = %(tenant)s
-  AND t.guid = i.guid
   AND (
         t.code,
         t.name
   ) IS DISTINCT FROM (
-        i.code,
-        i.name
+        EXCLUDED.code,
+        EXCLUDED.name
   )
-RETURNING t.guid;
+RETURNING t.guid,
+          (xmax = 0) AS inserted;
 
 -- name: insert_projects_by_natural_key
 -- Insert the items of a sync batch of projects without a guid, with a new guid; an item
 -- whose natural key is stored already is skipped (DO NOTHING, which never touches that
--- row, also when it is another tenant's) and returned by none of its rows: the update_
+-- row, also when it is another tenant's) and returned by none of its rows: the upsert_
 -- statement takes those. is_active/deleted_at are inherited from the nearest parent, on
 -- insert only. Returns the guid and natural key of each inserted row.
 INSERT INTO projects AS t (
@@ -123,32 +140,50 @@ ON CONFLICT ON CONSTRAINT projects_natural_key DO NOTHING
 RETURNING guid,
           code;
 
--- name: update_projects_by_natural_key
+-- name: upsert_projects_by_natural_key
 -- Update the stored projects of one tenant that the items name by natural key
--- (company_guid, code), where their values differ, so a repeated batch writes nothing.
--- Another tenant's row is never matched (the tenant predicate and RLS). Sync never changes
--- is_active/deleted_at. Returns the guid of each updated row.
-UPDATE projects AS t
-SET code = i.code,
-    name = i.name,
-    updated_at = now()
+-- (company_guid, code), where their values differ, so a repeated batch writes nothing. The
+-- items are those the insert_ statement skipped, so each names a stored row, and
+-- dao/sync.py has checked that none is another tenant's (the WHERE would skip such a row,
+-- but row-level security refuses an ON CONFLICT DO UPDATE that reaches one). The conflict
+-- check is a direct unique-index probe per item, never a join (BENCHMARKS.md, lever 6).
+-- Sync never changes is_active/deleted_at of a stored row. Returns the guid of each row
+-- written, and whether it was inserted.
+INSERT INTO projects AS t (
+    guid,
+    company_guid,
+    code,
+    name,
+    is_active,
+    deleted_at
+)
+SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
+       i.company_guid,
+       i.code,
+       i.name,
+       i.is_active,
+       i.deleted_at
 FROM json_populate_recordset(NULL::projects, %(items)s::json) AS i
+WHERE i.company_guid = %(tenant)s
+ON CONFLICT ON CONSTRAINT projects_natural_key DO UPDATE SET
+    code = EXCLUDED.code,
+    name = EXCLUDED.name,
+    updated_at = now()
 WHERE t.company_guid = %(tenant)s
-  AND i.company_guid = %(tenant)s
-  AND (t.code) = (i.code)
   AND (
         t.code,
         t.name
   ) IS DISTINCT FROM (
-        i.code,
-        i.name
+        EXCLUDED.code,
+        EXCLUDED.name
   )
-RETURNING t.guid;
+RETURNING t.guid,
+          (xmax = 0) AS inserted;
 
 -- name: insert_components_by_guid
 -- Insert the items of a sync batch of components that carry a guid, with that guid; an
 -- item whose guid is stored already is skipped (DO NOTHING, which never touches that row,
--- also when it is another tenant's) and returned by none of its rows: the update_
+-- also when it is another tenant's) and returned by none of its rows: the upsert_
 -- statement takes those. is_active/deleted_at are inherited from the nearest parent, on
 -- insert only. Returns the guid and natural key of each inserted row.
 INSERT INTO components AS t (
@@ -174,35 +209,54 @@ RETURNING guid,
           project_guid,
           code;
 
--- name: update_components_by_guid
+-- name: upsert_components_by_guid
 -- Update the stored components of one tenant that the items name by guid, where their
--- values differ, so a repeated batch writes nothing. Another tenant's row is never matched
--- (the tenant predicate and RLS). Sync never changes is_active/deleted_at. Returns the
--- guid of each updated row.
-UPDATE components AS t
-SET project_guid = i.project_guid,
-    code = i.code,
-    name = i.name,
-    updated_at = now()
+-- values differ, so a repeated batch writes nothing. The items are those the insert_
+-- statement skipped, so each names a stored row, and dao/sync.py has checked that none is
+-- another tenant's (the WHERE would skip such a row, but row-level security refuses an ON
+-- CONFLICT DO UPDATE that reaches one). The conflict check is a direct unique-index probe
+-- per item, never a join (BENCHMARKS.md, lever 6). Sync never changes is_active/deleted_at
+-- of a stored row. Returns the guid of each row written, and whether it was inserted.
+INSERT INTO components AS t (
+    guid,
+    company_guid,
+    project_guid,
+    code,
+    name,
+    is_active,
+    deleted_at
+)
+SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
+       i.company_guid,
+       i.project_guid,
+       i.code,
+       i.name,
+       i.is_active,
+       i.deleted_at
 FROM json_populate_recordset(NULL::components, %(items)s::json) AS i
+WHERE i.company_guid = %(tenant)s
+ON CONFLICT (guid) DO UPDATE SET
+    project_guid = EXCLUDED.project_guid,
+    code = EXCLUDED.code,
+    name = EXCLUDED.name,
+    updated_at = now()
 WHERE t.company_guid = %(tenant)s
-  AND i.company_guid = %(tenant)s
-  AND t.guid = i.guid
   AND (
         t.project_guid,
         t.code,
         t.name
   ) IS DISTINCT FROM (
-        i.project_guid,
-        i.code,
-        i.name
+        EXCLUDED.project_guid,
+        EXCLUDED.code,
+        EXCLUDED.name
   )
-RETURNING t.guid;
+RETURNING t.guid,
+          (xmax = 0) AS inserted;
 
 -- name: insert_components_by_natural_key
 -- Insert the items of a sync batch of components without a guid, with a new guid; an item
 -- whose natural key is stored already is skipped (DO NOTHING, which never touches that
--- row, also when it is another tenant's) and returned by none of its rows: the update_
+-- row, also when it is another tenant's) and returned by none of its rows: the upsert_
 -- statement takes those. is_active/deleted_at are inherited from the nearest parent, on
 -- insert only. Returns the guid and natural key of each inserted row.
 INSERT INTO components AS t (
@@ -228,30 +282,50 @@ RETURNING guid,
           project_guid,
           code;
 
--- name: update_components_by_natural_key
+-- name: upsert_components_by_natural_key
 -- Update the stored components of one tenant that the items name by natural key
 -- (company_guid, project_guid, code), where their values differ, so a repeated batch
--- writes nothing. Another tenant's row is never matched (the tenant predicate and RLS).
--- Sync never changes is_active/deleted_at. Returns the guid of each updated row.
-UPDATE components AS t
-SET project_guid = i.project_guid,
-    code = i.code,
-    name = i.name,
-    updated_at = now()
+-- writes nothing. The items are those the insert_ statement skipped, so each names a
+-- stored row, and dao/sync.py has checked that none is another tenant's (the WHERE would
+-- skip such a row, but row-level security refuses an ON CONFLICT DO UPDATE that reaches
+-- one). The conflict check is a direct unique-index probe per item, never a join
+-- (BENCHMARKS.md, lever 6). Sync never changes is_active/deleted_at of a stored row.
+-- Returns the guid of each row written, and whether it was inserted.
+INSERT INTO components AS t (
+    guid,
+    company_guid,
+    project_guid,
+    code,
+    name,
+    is_active,
+    deleted_at
+)
+SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
+       i.company_guid,
+       i.project_guid,
+       i.code,
+       i.name,
+       i.is_active,
+       i.deleted_at
 FROM json_populate_recordset(NULL::components, %(items)s::json) AS i
+WHERE i.company_guid = %(tenant)s
+ON CONFLICT ON CONSTRAINT components_natural_key DO UPDATE SET
+    project_guid = EXCLUDED.project_guid,
+    code = EXCLUDED.code,
+    name = EXCLUDED.name,
+    updated_at = now()
 WHERE t.company_guid = %(tenant)s
-  AND i.company_guid = %(tenant)s
-  AND (t.project_guid, t.code) = (i.project_guid, i.code)
   AND (
         t.project_guid,
         t.code,
         t.name
   ) IS DISTINCT FROM (
-        i.project_guid,
-        i.code,
-        i.name
+        EXCLUDED.project_guid,
+        EXCLUDED.code,
+        EXCLUDED.name
   )
-RETURNING t.guid;
+RETURNING t.guid,
+          (xmax = 0) AS inserted;
 
 -- name: existing_components
 -- The stored components that these items (index, guid, natural key) would update: by guid
@@ -291,7 +365,7 @@ SELECT idx, is_active FROM by_natural_key;
 -- name: insert_assemblies_by_guid
 -- Insert the items of a sync batch of assemblies that carry a guid, with that guid; an
 -- item whose guid is stored already is skipped (DO NOTHING, which never touches that row,
--- also when it is another tenant's) and returned by none of its rows: the update_
+-- also when it is another tenant's) and returned by none of its rows: the upsert_
 -- statement takes those. is_active/deleted_at are inherited from the nearest parent, on
 -- insert only. Returns the guid and natural key of each inserted row.
 INSERT INTO assemblies AS t (
@@ -319,38 +393,59 @@ RETURNING guid,
           component_guid,
           code;
 
--- name: update_assemblies_by_guid
+-- name: upsert_assemblies_by_guid
 -- Update the stored assemblies of one tenant that the items name by guid, where their
--- values differ, so a repeated batch writes nothing. Another tenant's row is never matched
--- (the tenant predicate and RLS). Sync never changes is_active/deleted_at. Returns the
--- guid of each updated row.
-UPDATE assemblies AS t
-SET project_guid = i.project_guid,
-    component_guid = i.component_guid,
-    code = i.code,
-    name = i.name,
-    updated_at = now()
+-- values differ, so a repeated batch writes nothing. The items are those the insert_
+-- statement skipped, so each names a stored row, and dao/sync.py has checked that none is
+-- another tenant's (the WHERE would skip such a row, but row-level security refuses an ON
+-- CONFLICT DO UPDATE that reaches one). The conflict check is a direct unique-index probe
+-- per item, never a join (BENCHMARKS.md, lever 6). Sync never changes is_active/deleted_at
+-- of a stored row. Returns the guid of each row written, and whether it was inserted.
+INSERT INTO assemblies AS t (
+    guid,
+    company_guid,
+    project_guid,
+    component_guid,
+    code,
+    name,
+    is_active,
+    deleted_at
+)
+SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
+       i.company_guid,
+       i.project_guid,
+       i.component_guid,
+       i.code,
+       i.name,
+       i.is_active,
+       i.deleted_at
 FROM json_populate_recordset(NULL::assemblies, %(items)s::json) AS i
+WHERE i.company_guid = %(tenant)s
+ON CONFLICT (guid) DO UPDATE SET
+    project_guid = EXCLUDED.project_guid,
+    component_guid = EXCLUDED.component_guid,
+    code = EXCLUDED.code,
+    name = EXCLUDED.name,
+    updated_at = now()
 WHERE t.company_guid = %(tenant)s
-  AND i.company_guid = %(tenant)s
-  AND t.guid = i.guid
   AND (
         t.project_guid,
         t.component_guid,
         t.code,
         t.name
   ) IS DISTINCT FROM (
-        i.project_guid,
-        i.component_guid,
-        i.code,
-        i.name
+        EXCLUDED.project_guid,
+        EXCLUDED.component_guid,
+        EXCLUDED.code,
+        EXCLUDED.name
   )
-RETURNING t.guid;
+RETURNING t.guid,
+          (xmax = 0) AS inserted;
 
 -- name: insert_assemblies_by_natural_key
 -- Insert the items of a sync batch of assemblies without a guid, with a new guid; an item
 -- whose natural key is stored already is skipped (DO NOTHING, which never touches that
--- row, also when it is another tenant's) and returned by none of its rows: the update_
+-- row, also when it is another tenant's) and returned by none of its rows: the upsert_
 -- statement takes those. is_active/deleted_at are inherited from the nearest parent, on
 -- insert only. Returns the guid and natural key of each inserted row.
 INSERT INTO assemblies AS t (
@@ -378,33 +473,55 @@ RETURNING guid,
           component_guid,
           code;
 
--- name: update_assemblies_by_natural_key
+-- name: upsert_assemblies_by_natural_key
 -- Update the stored assemblies of one tenant that the items name by natural key
 -- (company_guid, component_guid, code), where their values differ, so a repeated batch
--- writes nothing. Another tenant's row is never matched (the tenant predicate and RLS).
--- Sync never changes is_active/deleted_at. Returns the guid of each updated row.
-UPDATE assemblies AS t
-SET project_guid = i.project_guid,
-    component_guid = i.component_guid,
-    code = i.code,
-    name = i.name,
-    updated_at = now()
+-- writes nothing. The items are those the insert_ statement skipped, so each names a
+-- stored row, and dao/sync.py has checked that none is another tenant's (the WHERE would
+-- skip such a row, but row-level security refuses an ON CONFLICT DO UPDATE that reaches
+-- one). The conflict check is a direct unique-index probe per item, never a join
+-- (BENCHMARKS.md, lever 6). Sync never changes is_active/deleted_at of a stored row.
+-- Returns the guid of each row written, and whether it was inserted.
+INSERT INTO assemblies AS t (
+    guid,
+    company_guid,
+    project_guid,
+    component_guid,
+    code,
+    name,
+    is_active,
+    deleted_at
+)
+SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
+       i.company_guid,
+       i.project_guid,
+       i.component_guid,
+       i.code,
+       i.name,
+       i.is_active,
+       i.deleted_at
 FROM json_populate_recordset(NULL::assemblies, %(items)s::json) AS i
+WHERE i.company_guid = %(tenant)s
+ON CONFLICT ON CONSTRAINT assemblies_natural_key DO UPDATE SET
+    project_guid = EXCLUDED.project_guid,
+    component_guid = EXCLUDED.component_guid,
+    code = EXCLUDED.code,
+    name = EXCLUDED.name,
+    updated_at = now()
 WHERE t.company_guid = %(tenant)s
-  AND i.company_guid = %(tenant)s
-  AND (t.component_guid, t.code) = (i.component_guid, i.code)
   AND (
         t.project_guid,
         t.component_guid,
         t.code,
         t.name
   ) IS DISTINCT FROM (
-        i.project_guid,
-        i.component_guid,
-        i.code,
-        i.name
+        EXCLUDED.project_guid,
+        EXCLUDED.component_guid,
+        EXCLUDED.code,
+        EXCLUDED.name
   )
-RETURNING t.guid;
+RETURNING t.guid,
+          (xmax = 0) AS inserted;
 
 -- name: existing_assemblies
 -- The stored assemblies that these items (index, guid, natural key) would update: by guid
@@ -444,7 +561,7 @@ SELECT idx, is_active FROM by_natural_key;
 -- name: insert_pieces_by_guid
 -- Insert the items of a sync batch of pieces that carry a guid, with that guid; an item
 -- whose guid is stored already is skipped (DO NOTHING, which never touches that row, also
--- when it is another tenant's) and returned by none of its rows: the update_ statement
+-- when it is another tenant's) and returned by none of its rows: the upsert_ statement
 -- takes those. is_active/deleted_at are inherited from the nearest parent, on insert only.
 -- Returns the guid and natural key of each inserted row.
 INSERT INTO pieces AS t (
@@ -576,73 +693,197 @@ RETURNING guid,
           project_guid,
           piece_id;
 
--- name: update_pieces_by_guid
+-- name: upsert_pieces_by_guid
 -- Update the stored pieces of one tenant that the items name by guid, where their values
--- differ, so a repeated batch writes nothing. Another tenant's row is never matched (the
--- tenant predicate and RLS). Sync never changes is_active/deleted_at. Returns the guid of
--- each updated row.
-UPDATE pieces AS t
-SET project_guid = i.project_guid,
-    component_guid = i.component_guid,
-    assembly_guid = i.assembly_guid,
-    piece_id = i.piece_id,
-    barcode = i.barcode,
-    outer_length = i.outer_length,
-    inner_length = i.inner_length,
-    angle_left = i.angle_left,
-    angle_right = i.angle_right,
-    assembly_width = i.assembly_width,
-    assembly_height = i.assembly_height,
-    reinforcement_length = i.reinforcement_length,
-    other_length = i.other_length,
-    bar_rest = i.bar_rest,
-    bar_length = i.bar_length,
-    bar_cutting_tolerance = i.bar_cutting_tolerance,
-    profile_width = i.profile_width,
-    profile_height = i.profile_height,
-    welding_tolerance = i.welding_tolerance,
-    orientation = i.orientation,
-    trolley = i.trolley,
-    cell = i.cell,
-    trolley_cell = i.trolley_cell,
-    trolley_size = i.trolley_size,
-    parent_assembly_trolley_cell = i.parent_assembly_trolley_cell,
-    mullion_trolley_cell = i.mullion_trolley_cell,
-    glazing_bead_trolley_cell = i.glazing_bead_trolley_cell,
-    operations = i.operations,
-    component_code = i.component_code,
-    component_description = i.component_description,
-    info2 = i.info2,
-    info3 = i.info3,
-    client = i.client,
-    dealer = i.dealer,
-    project_description = i.project_description,
-    project_phase = i.project_phase,
-    reinforcement_code = i.reinforcement_code,
-    hardware_info = i.hardware_info,
-    glass_info = i.glass_info,
-    project_number = i.project_number,
-    component_number = i.component_number,
-    water_handle = i.water_handle,
-    segment_order = i.segment_order,
-    cutting_pattern = i.cutting_pattern,
-    fixing_mode = i.fixing_mode,
-    material_type = i.material_type,
-    project_code_parent = i.project_code_parent,
-    bar_id = i.bar_id,
-    profile_code = i.profile_code,
-    profile_name = i.profile_name,
-    lamination = i.lamination,
-    gasket = i.gasket,
-    profile_color = i.profile_color,
-    profile_type_ra = i.profile_type_ra,
-    profile_type = i.profile_type,
-    profile_code_with_color = i.profile_code_with_color,
-    updated_at = now()
+-- differ, so a repeated batch writes nothing. The items are those the insert_ statement
+-- skipped, so each names a stored row, and dao/sync.py has checked that none is another
+-- tenant's (the WHERE would skip such a row, but row-level security refuses an ON CONFLICT
+-- DO UPDATE that reaches one). The conflict check is a direct unique-index probe per item,
+-- never a join (BENCHMARKS.md, lever 6). Sync never changes is_active/deleted_at of a
+-- stored row. Returns the guid of each row written, and whether it was inserted.
+INSERT INTO pieces AS t (
+    guid,
+    company_guid,
+    project_guid,
+    component_guid,
+    assembly_guid,
+    piece_id,
+    barcode,
+    outer_length,
+    inner_length,
+    angle_left,
+    angle_right,
+    assembly_width,
+    assembly_height,
+    reinforcement_length,
+    other_length,
+    bar_rest,
+    bar_length,
+    bar_cutting_tolerance,
+    profile_width,
+    profile_height,
+    welding_tolerance,
+    orientation,
+    trolley,
+    cell,
+    trolley_cell,
+    trolley_size,
+    parent_assembly_trolley_cell,
+    mullion_trolley_cell,
+    glazing_bead_trolley_cell,
+    operations,
+    component_code,
+    component_description,
+    info2,
+    info3,
+    client,
+    dealer,
+    project_description,
+    project_phase,
+    reinforcement_code,
+    hardware_info,
+    glass_info,
+    project_number,
+    component_number,
+    water_handle,
+    segment_order,
+    cutting_pattern,
+    fixing_mode,
+    material_type,
+    project_code_parent,
+    bar_id,
+    profile_code,
+    profile_name,
+    lamination,
+    gasket,
+    profile_color,
+    profile_type_ra,
+    profile_type,
+    profile_code_with_color,
+    is_active,
+    deleted_at
+)
+SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
+       i.company_guid,
+       i.project_guid,
+       i.component_guid,
+       i.assembly_guid,
+       i.piece_id,
+       i.barcode,
+       i.outer_length,
+       i.inner_length,
+       i.angle_left,
+       i.angle_right,
+       i.assembly_width,
+       i.assembly_height,
+       i.reinforcement_length,
+       i.other_length,
+       i.bar_rest,
+       i.bar_length,
+       i.bar_cutting_tolerance,
+       i.profile_width,
+       i.profile_height,
+       i.welding_tolerance,
+       i.orientation,
+       i.trolley,
+       i.cell,
+       i.trolley_cell,
+       i.trolley_size,
+       i.parent_assembly_trolley_cell,
+       i.mullion_trolley_cell,
+       i.glazing_bead_trolley_cell,
+       i.operations,
+       i.component_code,
+       i.component_description,
+       i.info2,
+       i.info3,
+       i.client,
+       i.dealer,
+       i.project_description,
+       i.project_phase,
+       i.reinforcement_code,
+       i.hardware_info,
+       i.glass_info,
+       i.project_number,
+       i.component_number,
+       i.water_handle,
+       i.segment_order,
+       i.cutting_pattern,
+       i.fixing_mode,
+       i.material_type,
+       i.project_code_parent,
+       i.bar_id,
+       i.profile_code,
+       i.profile_name,
+       i.lamination,
+       i.gasket,
+       i.profile_color,
+       i.profile_type_ra,
+       i.profile_type,
+       i.profile_code_with_color,
+       i.is_active,
+       i.deleted_at
 FROM json_populate_recordset(NULL::pieces, %(items)s::json) AS i
+WHERE i.company_guid = %(tenant)s
+ON CONFLICT (guid) DO UPDATE SET
+    project_guid = EXCLUDED.project_guid,
+    component_guid = EXCLUDED.component_guid,
+    assembly_guid = EXCLUDED.assembly_guid,
+    piece_id = EXCLUDED.piece_id,
+    barcode = EXCLUDED.barcode,
+    outer_length = EXCLUDED.outer_length,
+    inner_length = EXCLUDED.inner_length,
+    angle_left = EXCLUDED.angle_left,
+    angle_right = EXCLUDED.angle_right,
+    assembly_width = EXCLUDED.assembly_width,
+    assembly_height = EXCLUDED.assembly_height,
+    reinforcement_length = EXCLUDED.reinforcement_length,
+    other_length = EXCLUDED.other_length,
+    bar_rest = EXCLUDED.bar_rest,
+    bar_length = EXCLUDED.bar_length,
+    bar_cutting_tolerance = EXCLUDED.bar_cutting_tolerance,
+    profile_width = EXCLUDED.profile_width,
+    profile_height = EXCLUDED.profile_height,
+    welding_tolerance = EXCLUDED.welding_tolerance,
+    orientation = EXCLUDED.orientation,
+    trolley = EXCLUDED.trolley,
+    cell = EXCLUDED.cell,
+    trolley_cell = EXCLUDED.trolley_cell,
+    trolley_size = EXCLUDED.trolley_size,
+    parent_assembly_trolley_cell = EXCLUDED.parent_assembly_trolley_cell,
+    mullion_trolley_cell = EXCLUDED.mullion_trolley_cell,
+    glazing_bead_trolley_cell = EXCLUDED.glazing_bead_trolley_cell,
+    operations = EXCLUDED.operations,
+    component_code = EXCLUDED.component_code,
+    component_description = EXCLUDED.component_description,
+    info2 = EXCLUDED.info2,
+    info3 = EXCLUDED.info3,
+    client = EXCLUDED.client,
+    dealer = EXCLUDED.dealer,
+    project_description = EXCLUDED.project_description,
+    project_phase = EXCLUDED.project_phase,
+    reinforcement_code = EXCLUDED.reinforcement_code,
+    hardware_info = EXCLUDED.hardware_info,
+    glass_info = EXCLUDED.glass_info,
+    project_number = EXCLUDED.project_number,
+    component_number = EXCLUDED.component_number,
+    water_handle = EXCLUDED.water_handle,
+    segment_order = EXCLUDED.segment_order,
+    cutting_pattern = EXCLUDED.cutting_pattern,
+    fixing_mode = EXCLUDED.fixing_mode,
+    material_type = EXCLUDED.material_type,
+    project_code_parent = EXCLUDED.project_code_parent,
+    bar_id = EXCLUDED.bar_id,
+    profile_code = EXCLUDED.profile_code,
+    profile_name = EXCLUDED.profile_name,
+    lamination = EXCLUDED.lamination,
+    gasket = EXCLUDED.gasket,
+    profile_color = EXCLUDED.profile_color,
+    profile_type_ra = EXCLUDED.profile_type_ra,
+    profile_type = EXCLUDED.profile_type,
+    profile_code_with_color = EXCLUDED.profile_code_with_color,
+    updated_at = now()
 WHERE t.company_guid = %(tenant)s
-  AND i.company_guid = %(tenant)s
-  AND t.guid = i.guid
   AND (
         t.project_guid,
         t.component_guid,
@@ -701,69 +942,70 @@ WHERE t.company_guid = %(tenant)s
         t.profile_type,
         t.profile_code_with_color
   ) IS DISTINCT FROM (
-        i.project_guid,
-        i.component_guid,
-        i.assembly_guid,
-        i.piece_id,
-        i.barcode,
-        i.outer_length,
-        i.inner_length,
-        i.angle_left,
-        i.angle_right,
-        i.assembly_width,
-        i.assembly_height,
-        i.reinforcement_length,
-        i.other_length,
-        i.bar_rest,
-        i.bar_length,
-        i.bar_cutting_tolerance,
-        i.profile_width,
-        i.profile_height,
-        i.welding_tolerance,
-        i.orientation,
-        i.trolley,
-        i.cell,
-        i.trolley_cell,
-        i.trolley_size,
-        i.parent_assembly_trolley_cell,
-        i.mullion_trolley_cell,
-        i.glazing_bead_trolley_cell,
-        i.operations,
-        i.component_code,
-        i.component_description,
-        i.info2,
-        i.info3,
-        i.client,
-        i.dealer,
-        i.project_description,
-        i.project_phase,
-        i.reinforcement_code,
-        i.hardware_info,
-        i.glass_info,
-        i.project_number,
-        i.component_number,
-        i.water_handle,
-        i.segment_order,
-        i.cutting_pattern,
-        i.fixing_mode,
-        i.material_type,
-        i.project_code_parent,
-        i.bar_id,
-        i.profile_code,
-        i.profile_name,
-        i.lamination,
-        i.gasket,
-        i.profile_color,
-        i.profile_type_ra,
-        i.profile_type,
-        i.profile_code_with_color
+        EXCLUDED.project_guid,
+        EXCLUDED.component_guid,
+        EXCLUDED.assembly_guid,
+        EXCLUDED.piece_id,
+        EXCLUDED.barcode,
+        EXCLUDED.outer_length,
+        EXCLUDED.inner_length,
+        EXCLUDED.angle_left,
+        EXCLUDED.angle_right,
+        EXCLUDED.assembly_width,
+        EXCLUDED.assembly_height,
+        EXCLUDED.reinforcement_length,
+        EXCLUDED.other_length,
+        EXCLUDED.bar_rest,
+        EXCLUDED.bar_length,
+        EXCLUDED.bar_cutting_tolerance,
+        EXCLUDED.profile_width,
+        EXCLUDED.profile_height,
+        EXCLUDED.welding_tolerance,
+        EXCLUDED.orientation,
+        EXCLUDED.trolley,
+        EXCLUDED.cell,
+        EXCLUDED.trolley_cell,
+        EXCLUDED.trolley_size,
+        EXCLUDED.parent_assembly_trolley_cell,
+        EXCLUDED.mullion_trolley_cell,
+        EXCLUDED.glazing_bead_trolley_cell,
+        EXCLUDED.operations,
+        EXCLUDED.component_code,
+        EXCLUDED.component_description,
+        EXCLUDED.info2,
+        EXCLUDED.info3,
+        EXCLUDED.client,
+        EXCLUDED.dealer,
+        EXCLUDED.project_description,
+        EXCLUDED.project_phase,
+        EXCLUDED.reinforcement_code,
+        EXCLUDED.hardware_info,
+        EXCLUDED.glass_info,
+        EXCLUDED.project_number,
+        EXCLUDED.component_number,
+        EXCLUDED.water_handle,
+        EXCLUDED.segment_order,
+        EXCLUDED.cutting_pattern,
+        EXCLUDED.fixing_mode,
+        EXCLUDED.material_type,
+        EXCLUDED.project_code_parent,
+        EXCLUDED.bar_id,
+        EXCLUDED.profile_code,
+        EXCLUDED.profile_name,
+        EXCLUDED.lamination,
+        EXCLUDED.gasket,
+        EXCLUDED.profile_color,
+        EXCLUDED.profile_type_ra,
+        EXCLUDED.profile_type,
+        EXCLUDED.profile_code_with_color
   )
-RETURNING t.guid;
+RETURNING t.guid,
+          (xmax = 0) AS inserted;
 
 -- name: insert_pieces_by_natural_key
 -- Insert the items of a sync batch of pieces without a guid, with a new guid; an item
 -- whose natural key is stored already is skipped (DO NOTHING, which never touches that
--- row, also when it is another tenant's) and returned by none of its rows: the update_
+-- row, also when it is another tenant's) and returned by none of its rows: the upsert_
 -- statement takes those. is_active/deleted_at are inherited from the nearest parent, on
 -- insert only. Returns the guid and natural key of each inserted row.
 INSERT INTO pieces AS t (
@@ -895,73 +1137,198 @@ RETURNING guid,
           project_guid,
           piece_id;
 
--- name: update_pieces_by_natural_key
+-- name: upsert_pieces_by_natural_key
 -- Update the stored pieces of one tenant that the items name by natural key (company_guid,
 -- project_guid, piece_id), where their values differ, so a repeated batch writes nothing.
--- Another tenant's row is never matched (the tenant predicate and RLS). Sync never changes
--- is_active/deleted_at. Returns the guid of each updated row.
-UPDATE pieces AS t
-SET project_guid = i.project_guid,
-    component_guid = i.component_guid,
-    assembly_guid = i.assembly_guid,
-    piece_id = i.piece_id,
-    barcode = i.barcode,
-    outer_length = i.outer_length,
-    inner_length = i.inner_length,
-    angle_left = i.angle_left,
-    angle_right = i.angle_right,
-    assembly_width = i.assembly_width,
-    assembly_height = i.assembly_height,
-    reinforcement_length = i.reinforcement_length,
-    other_length = i.other_length,
-    bar_rest = i.bar_rest,
-    bar_length = i.bar_length,
-    bar_cutting_tolerance = i.bar_cutting_tolerance,
-    profile_width = i.profile_width,
-    profile_height = i.profile_height,
-    welding_tolerance = i.welding_tolerance,
-    orientation = i.orientation,
-    trolley = i.trolley,
-    cell = i.cell,
-    trolley_cell = i.trolley_cell,
-    trolley_size = i.trolley_size,
-    parent_assembly_trolley_cell = i.parent_assembly_trolley_cell,
-    mullion_trolley_cell = i.mullion_trolley_cell,
-    glazing_bead_trolley_cell = i.glazing_bead_trolley_cell,
-    operations = i.operations,
-    component_code = i.component_code,
-    component_description = i.component_description,
-    info2 = i.info2,
-    info3 = i.info3,
-    client = i.client,
-    dealer = i.dealer,
-    project_description = i.project_description,
-    project_phase = i.project_phase,
-    reinforcement_code = i.reinforcement_code,
-    hardware_info = i.hardware_info,
-    glass_info = i.glass_info,
-    project_number = i.project_number,
-    component_number = i.component_number,
-    water_handle = i.water_handle,
-    segment_order = i.segment_order,
-    cutting_pattern = i.cutting_pattern,
-    fixing_mode = i.fixing_mode,
-    material_type = i.material_type,
-    project_code_parent = i.project_code_parent,
-    bar_id = i.bar_id,
-    profile_code = i.profile_code,
-    profile_name = i.profile_name,
-    lamination = i.lamination,
-    gasket = i.gasket,
-    profile_color = i.profile_color,
-    profile_type_ra = i.profile_type_ra,
-    profile_type = i.profile_type,
-    profile_code_with_color = i.profile_code_with_color,
-    updated_at = now()
+-- The items are those the insert_ statement skipped, so each names a stored row, and
+-- dao/sync.py has checked that none is another tenant's (the WHERE would skip such a row,
+-- but row-level security refuses an ON CONFLICT DO UPDATE that reaches one). The conflict
+-- check is a direct unique-index probe per item, never a join (BENCHMARKS.md, lever 6).
+-- Sync never changes is_active/deleted_at of a stored row. Returns the guid of each row
+-- written, and whether it was inserted.
+INSERT INTO pieces AS t (
+    guid,
+    company_guid,
+    project_guid,
+    component_guid,
+    assembly_guid,
+    piece_id,
+    barcode,
+    outer_length,
+    inner_length,
+    angle_left,
+    angle_right,
+    assembly_width,
+    assembly_height,
+    reinforcement_length,
+    other_length,
+    bar_rest,
+    bar_length,
+    bar_cutting_tolerance,
+    profile_width,
+    profile_height,
+    welding_tolerance,
+    orientation,
+    trolley,
+    cell,
+    trolley_cell,
+    trolley_size,
+    parent_assembly_trolley_cell,
+    mullion_trolley_cell,
+    glazing_bead_trolley_cell,
+    operations,
+    component_code,
+    component_description,
+    info2,
+    info3,
+    client,
+    dealer,
+    project_description,
+    project_phase,
+    reinforcement_code,
+    hardware_info,
+    glass_info,
+    project_number,
+    component_number,
+    water_handle,
+    segment_order,
+    cutting_pattern,
+    fixing_mode,
+    material_type,
+    project_code_parent,
+    bar_id,
+    profile_code,
+    profile_name,
+    lamination,
+    gasket,
+    profile_color,
+    profile_type_ra,
+    profile_type,
+    profile_code_with_color,
+    is_active,
+    deleted_at
+)
+SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
+       i.company_guid,
+       i.project_guid,
+       i.component_guid,
+       i.assembly_guid,
+       i.piece_id,
+       i.barcode,
+       i.outer_length,
+       i.inner_length,
+       i.angle_left,
+       i.angle_right,
+       i.assembly_width,
+       i.assembly_height,
+       i.reinforcement_length,
+       i.other_length,
+       i.bar_rest,
+       i.bar_length,
+       i.bar_cutting_tolerance,
+       i.profile_width,
+       i.profile_height,
+       i.welding_tolerance,
+       i.orientation,
+       i.trolley,
+       i.cell,
+       i.trolley_cell,
+       i.trolley_size,
+       i.parent_assembly_trolley_cell,
+       i.mullion_trolley_cell,
+       i.glazing_bead_trolley_cell,
+       i.operations,
+       i.component_code,
+       i.component_description,
+       i.info2,
+       i.info3,
+       i.client,
+       i.dealer,
+       i.project_description,
+       i.project_phase,
+       i.reinforcement_code,
+       i.hardware_info,
+       i.glass_info,
+       i.project_number,
+       i.component_number,
+       i.water_handle,
+       i.segment_order,
+       i.cutting_pattern,
+       i.fixing_mode,
+       i.material_type,
+       i.project_code_parent,
+       i.bar_id,
+       i.profile_code,
+       i.profile_name,
+       i.lamination,
+       i.gasket,
+       i.profile_color,
+       i.profile_type_ra,
+       i.profile_type,
+       i.profile_code_with_color,
+       i.is_active,
+       i.deleted_at
 FROM json_populate_recordset(NULL::pieces, %(items)s::json) AS i
+WHERE i.company_guid = %(tenant)s
+ON CONFLICT ON CONSTRAINT pieces_natural_key DO UPDATE SET
+    project_guid = EXCLUDED.project_guid,
+    component_guid = EXCLUDED.component_guid,
+    assembly_guid = EXCLUDED.assembly_guid,
+    piece_id = EXCLUDED.piece_id,
+    barcode = EXCLUDED.barcode,
+    outer_length = EXCLUDED.outer_length,
+    inner_length = EXCLUDED.inner_length,
+    angle_left = EXCLUDED.angle_left,
+    angle_right = EXCLUDED.angle_right,
+    assembly_width = EXCLUDED.assembly_width,
+    assembly_height = EXCLUDED.assembly_height,
+    reinforcement_length = EXCLUDED.reinforcement_length,
+    other_length = EXCLUDED.other_length,
+    bar_rest = EXCLUDED.bar_rest,
+    bar_length = EXCLUDED.bar_length,
+    bar_cutting_tolerance = EXCLUDED.bar_cutting_tolerance,
+    profile_width = EXCLUDED.profile_width,
+    profile_height = EXCLUDED.profile_height,
+    welding_tolerance = EXCLUDED.welding_tolerance,
+    orientation = EXCLUDED.orientation,
+    trolley = EXCLUDED.trolley,
+    cell = EXCLUDED.cell,
+    trolley_cell = EXCLUDED.trolley_cell,
+    trolley_size = EXCLUDED.trolley_size,
+    parent_assembly_trolley_cell = EXCLUDED.parent_assembly_trolley_cell,
+    mullion_trolley_cell = EXCLUDED.mullion_trolley_cell,
+    glazing_bead_trolley_cell = EXCLUDED.glazing_bead_trolley_cell,
+    operations = EXCLUDED.operations,
+    component_code = EXCLUDED.component_code,
+    component_description = EXCLUDED.component_description,
+    info2 = EXCLUDED.info2,
+    info3 = EXCLUDED.info3,
+    client = EXCLUDED.client,
+    dealer = EXCLUDED.dealer,
+    project_description = EXCLUDED.project_description,
+    project_phase = EXCLUDED.project_phase,
+    reinforcement_code = EXCLUDED.reinforcement_code,
+    hardware_info = EXCLUDED.hardware_info,
+    glass_info = EXCLUDED.glass_info,
+    project_number = EXCLUDED.project_number,
+    component_number = EXCLUDED.component_number,
+    water_handle = EXCLUDED.water_handle,
+    segment_order = EXCLUDED.segment_order,
+    cutting_pattern = EXCLUDED.cutting_pattern,
+    fixing_mode = EXCLUDED.fixing_mode,
+    material_type = EXCLUDED.material_type,
+    project_code_parent = EXCLUDED.project_code_parent,
+    bar_id = EXCLUDED.bar_id,
+    profile_code = EXCLUDED.profile_code,
+    profile_name = EXCLUDED.profile_name,
+    lamination = EXCLUDED.lamination,
+    gasket = EXCLUDED.gasket,
+    profile_color = EXCLUDED.profile_color,
+    profile_type_ra = EXCLUDED.profile_type_ra,
+    profile_type = EXCLUDED.profile_type,
+    profile_code_with_color = EXCLUDED.profile_code_with_color,
+    updated_at = now()
 WHERE t.company_guid = %(tenant)s
-  AND i.company_guid = %(tenant)s
-  AND (t.project_guid, t.piece_id) = (i.project_guid, i.piece_id)
   AND (
         t.project_guid,
         t.component_guid,
@@ -1020,64 +1387,65 @@ WHERE t.company_guid = %(tenant)s
         t.profile_type,
         t.profile_code_with_color
   ) IS DISTINCT FROM (
-        i.project_guid,
-        i.component_guid,
-        i.assembly_guid,
-        i.piece_id,
-        i.barcode,
-        i.outer_length,
-        i.inner_length,
-        i.angle_left,
-        i.angle_right,
-        i.assembly_width,
-        i.assembly_height,
-        i.reinforcement_length,
-        i.other_length,
-        i.bar_rest,
-        i.bar_length,
-        i.bar_cutting_tolerance,
-        i.profile_width,
-        i.profile_height,
-        i.welding_tolerance,
-        i.orientation,
-        i.trolley,
-        i.cell,
-        i.trolley_cell,
-        i.trolley_size,
-        i.parent_assembly_trolley_cell,
-        i.mullion_trolley_cell,
-        i.glazing_bead_trolley_cell,
-        i.operations,
-        i.component_code,
-        i.component_description,
-        i.info2,
-        i.info3,
-        i.client,
-        i.dealer,
-        i.project_description,
-        i.project_phase,
-        i.reinforcement_code,
-        i.hardware_info,
-        i.glass_info,
-        i.project_number,
-        i.component_number,
-        i.water_handle,
-        i.segment_order,
-        i.cutting_pattern,
-        i.fixing_mode,
-        i.material_type,
-        i.project_code_parent,
-        i.bar_id,
-        i.profile_code,
-        i.profile_name,
-        i.lamination,
-        i.gasket,
-        i.profile_color,
-        i.profile_type_ra,
-        i.profile_type,
-        i.profile_code_with_color
+        EXCLUDED.project_guid,
+        EXCLUDED.component_guid,
+        EXCLUDED.assembly_guid,
+        EXCLUDED.piece_id,
+        EXCLUDED.barcode,
+        EXCLUDED.outer_length,
+        EXCLUDED.inner_length,
+        EXCLUDED.angle_left,
+        EXCLUDED.angle_right,
+        EXCLUDED.assembly_width,
+        EXCLUDED.assembly_height,
+        EXCLUDED.reinforcement_length,
+        EXCLUDED.other_length,
+        EXCLUDED.bar_rest,
+        EXCLUDED.bar_length,
+        EXCLUDED.bar_cutting_tolerance,
+        EXCLUDED.profile_width,
+        EXCLUDED.profile_height,
+        EXCLUDED.welding_tolerance,
+        EXCLUDED.orientation,
+        EXCLUDED.trolley,
+        EXCLUDED.cell,
+        EXCLUDED.trolley_cell,
+        EXCLUDED.trolley_size,
+        EXCLUDED.parent_assembly_trolley_cell,
+        EXCLUDED.mullion_trolley_cell,
+        EXCLUDED.glazing_bead_trolley_cell,
+        EXCLUDED.operations,
+        EXCLUDED.component_code,
+        EXCLUDED.component_description,
+        EXCLUDED.info2,
+        EXCLUDED.info3,
+        EXCLUDED.client,
+        EXCLUDED.dealer,
+        EXCLUDED.project_description,
+        EXCLUDED.project_phase,
+        EXCLUDED.reinforcement_code,
+        EXCLUDED.hardware_info,
+        EXCLUDED.glass_info,
+        EXCLUDED.project_number,
+        EXCLUDED.component_number,
+        EXCLUDED.water_handle,
+        EXCLUDED.segment_order,
+        EXCLUDED.cutting_pattern,
+        EXCLUDED.fixing_mode,
+        EXCLUDED.material_type,
+        EXCLUDED.project_code_parent,
+        EXCLUDED.bar_id,
+        EXCLUDED.profile_code,
+        EXCLUDED.profile_name,
+        EXCLUDED.lamination,
+        EXCLUDED.gasket,
+        EXCLUDED.profile_color,
+        EXCLUDED.profile_type_ra,
+        EXCLUDED.profile_type,
+        EXCLUDED.profile_code_with_color
   )
-RETURNING t.guid;
+RETURNING t.guid,
+          (xmax = 0) AS inserted;
 
 -- name: existing_pieces
 -- The stored pieces that these items (index, guid, natural key) would update: by guid for

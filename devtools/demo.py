@@ -85,7 +85,7 @@ class Deletion:
 
     @property
     def level(self) -> str:
-        return ("project", "component", "assembly", "piece")[len(self.position) - 1]
+        return tuple(LEVELS)[len(self.position) - 1]  # one position number per level
 
 
 # Applied in this order, each in a transaction of its own (so each has its own deleted_at).

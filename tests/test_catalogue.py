@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import fetch_one
+from helpers import fetch_one
 from pieces_service.catalogue import DETAIL_FIELDS, LEVELS, LIST_FIELDS, PIECE
 
 COLUMNS = """

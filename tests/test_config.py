@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TEST_SECRET
+from helpers import TEST_SECRET
 from pieces_service import create_app
 from pieces_service.config import Config, ConfigError
 

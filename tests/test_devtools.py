@@ -19,7 +19,7 @@ from pieces_service.auth import Principal, Role, decode_token
 from pieces_service.config import JWTSettings
 from pieces_service.migrate import connect, migrate, migration_files
 
-from conftest import TEST_SECRET
+from helpers import TEST_SECRET
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET = "devtools-test-secret-" + "s" * 32

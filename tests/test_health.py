@@ -9,7 +9,7 @@ import uuid
 import pytest
 from psycopg2 import errors as pg_errors
 
-from conftest import make_config
+from helpers import make_config
 from pieces_service import create_app
 from pieces_service.config import database_url
 from pieces_service.migrate import head_version, migrate, migration_files

@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from conftest import make_config
+from helpers import make_config
 from pieces_service import create_app
 from pieces_service.web.logs import logging_config
 

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pieces_service import db
 from pieces_service.web import observability
 
-from conftest import TEST_SECRET
+from helpers import TEST_SECRET
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 

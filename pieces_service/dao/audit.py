@@ -20,9 +20,10 @@ def record(conn: Connection, *, tenant: uuid.UUID, entity_type: str, entity_guid
     })
 
 
-def list_entries(conn: Connection, *, tenant: uuid.UUID, entity_guid: uuid.UUID | None,
+def list_entries(reads, *, tenant: uuid.UUID, entity_guid: uuid.UUID | None,
                  limit: int, offset: int) -> str:
-    """A page of `tenant`'s audit rows, newest first, as JSON text."""
-    return conn.exec_driver_sql(_Q["list_entries"], {
+    """A page of `tenant`'s audit rows, newest first, as JSON text (`reads`: a
+    `db.OneMessageReads`, one round trip)."""
+    return reads.fetch_one(tenant, _Q["list_entries"], {
         "tenant": tenant, "entity_guid": entity_guid, "limit": limit, "offset": offset,
-    }).scalar_one()
+    })[0]

@@ -7,4 +7,6 @@ parse a request, make one call here and shape the response.
     pieces    list page and detail, with the parent checks and who sees which piece
     cascade   soft delete and restore down the hierarchy, audited
     sync      the all-or-nothing bulk upsert
+    audit     the audit trail's list
+    tenancy   the tenant a request on one GUID acts in (SystemAdmin's reach)
 """

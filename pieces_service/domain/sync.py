@@ -56,7 +56,7 @@ def sync_batch(conn: Connection, principal: Principal, level: Level,
     for index, item in enumerate(items):
         by_tenant[item["company_guid"]].append((index, item))
     inserted = updated = 0
-    current = principal.company_guid
+    current = principal.company_guid  # the transaction's RLS tenant
     for tenant, group in by_tenant.items():
         if tenant != current:
             db.set_tenant(conn, tenant)
@@ -69,23 +69,28 @@ def sync_batch(conn: Connection, principal: Principal, level: Level,
         rows = _inherit_active(conn, level, tenant, group, parents)
         for by_guid in (True, False):
             part = [(index, row) for index, row in rows if (row["guid"] is not None) == by_guid]
-            if not part:
-                continue
-            added = sync_dao.insert(conn, level=level, tenant=tenant,
-                                    items=[row for _, row in part], by_guid=by_guid)
-            stored = [(index, row) for index, row in part
-                      if (row["guid"] if by_guid else sync_dao.natural_key(level, row))
-                      not in added]
-            inserted += len(added)
-            if not stored:
-                continue
-            if by_guid:  # a natural key includes the tenant: never another tenant's row
-                _refuse_foreign_guids(conn, level, tenant, stored)
-            late, changed = sync_dao.upsert(conn, level=level, tenant=tenant,
-                                            items=[row for _, row in stored], by_guid=by_guid)
-            inserted += len(late)
-            updated += len(changed)
+            if part:
+                added, changed = _write(conn, level, tenant, part, by_guid)
+                inserted += added
+                updated += changed
     return SyncResult(inserted, updated, len(items) - inserted - updated)
+
+
+def _write(conn: Connection, level: Level, tenant: uuid.UUID, part: list[tuple[int, dict]],
+           by_guid: bool) -> tuple[int, int]:
+    """Insert the new rows of `part` (all with a guid, or none), then update the stored ones
+    whose values differ; return (inserted, updated)."""
+    added = sync_dao.insert(conn, level=level, tenant=tenant, items=[row for _, row in part],
+                            by_guid=by_guid)
+    stored = [(index, row) for index, row in part
+              if (row["guid"] if by_guid else sync_dao.natural_key(level, row)) not in added]
+    if not stored:
+        return len(added), 0
+    if by_guid:  # a natural key includes the tenant: it never names another tenant's row
+        _refuse_foreign_guids(conn, level, tenant, stored)
+    late, changed = sync_dao.upsert(conn, level=level, tenant=tenant,
+                                    items=[row for _, row in stored], by_guid=by_guid)
+    return len(added) + len(late), len(changed)
 
 
 def _check_batch_duplicates(level: Level, items: list[dict]) -> None:

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from conftest import fetch_one
+from helpers import fetch_one
 
 
 def test_each_delete_and_restore_writes_one_audit_row(as_tenant, seed, tenant, admin_conn):

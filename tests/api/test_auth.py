@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from conftest import TEST_SECRET, _b64, assert_error, claims_for, forge_token, make_token
+from helpers import TEST_SECRET, b64url, assert_error, claims_for, forge_token, make_token
 from pieces_service.config import Config, JWTSettings
 
 LIST = "/api/v1/pieces"
@@ -89,7 +89,7 @@ def test_bad_signature_is_401(client, tenant):
 def test_tampered_payload_is_401(client, tenant):
     token = make_token(tenant, "Operator")
     header, _, signature = token.split(".")
-    forged = _b64(json.dumps(claims_for(tenant, "SystemAdmin")).encode())
+    forged = b64url(json.dumps(claims_for(tenant, "SystemAdmin")).encode())
     assert_401(client.get(LIST, headers=bearer(f"{header}.{forged}.{signature}")))
 
 

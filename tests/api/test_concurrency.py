@@ -12,7 +12,7 @@ import time
 import pytest
 
 from pieces_service.migrate import connect
-from conftest import fetch_one, make_token
+from helpers import fetch_one, make_token
 
 INVARIANT = """
 SELECT (SELECT count(*) FROM components c JOIN projects p ON p.guid = c.project_guid

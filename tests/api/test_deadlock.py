@@ -5,7 +5,7 @@ import threading
 import time
 
 from pieces_service.migrate import connect
-from conftest import fetch_one, make_token
+from helpers import fetch_one, make_token
 
 
 def test_deadlock_victim_gets_409_and_writes_nothing(app, db_url, seed, tenant, admin_conn):

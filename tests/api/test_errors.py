@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from conftest import assert_error, make_token
+from helpers import assert_error, make_token
 from pieces_service.dao import pieces as pieces_dao
 
 

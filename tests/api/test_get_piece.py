@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import assert_error
+from helpers import DIMENSIONS, TEXTS, assert_error
 
 PIECES = "/api/v1/pieces"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -18,21 +18,6 @@ PIECE_RESPONSE_FIELDS = {
     "outer_length", "angle_left", "angle_right", "is_active", "deleted_at", "company_guid",
     "created_at",
 }
-DIMENSIONS = (
-    "outer_length", "inner_length", "angle_left", "angle_right", "assembly_width",
-    "assembly_height", "reinforcement_length", "other_length", "bar_rest", "bar_length",
-    "bar_cutting_tolerance", "profile_width", "profile_height", "welding_tolerance",
-)
-TEXTS = (
-    "barcode", "orientation", "trolley", "cell", "trolley_cell", "trolley_size",
-    "parent_assembly_trolley_cell", "mullion_trolley_cell", "glazing_bead_trolley_cell",
-    "operations", "component_code", "component_description", "info2", "info3", "client",
-    "dealer", "project_description", "project_phase", "reinforcement_code", "hardware_info",
-    "glass_info", "project_number", "component_number", "water_handle", "segment_order",
-    "cutting_pattern", "fixing_mode", "material_type", "project_code_parent", "bar_id",
-    "profile_code", "profile_name", "lamination", "gasket", "profile_color",
-    "profile_type_ra", "profile_type", "profile_code_with_color",
-)
 PIECE_DETAIL_FIELDS = PIECE_RESPONSE_FIELDS | {"updated_at"} | set(DIMENSIONS) | set(TEXTS)
 
 

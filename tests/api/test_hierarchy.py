@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from conftest import fetch_one
+from helpers import fetch_one
 
 WRITERS = ["SystemAdmin", "CompanyAdmin", "ProjectManager"]
 NOT_WRITERS = ["Operator", "Integration"]

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from conftest import assert_error
+from helpers import assert_error
 
 LIST = "/api/v1/pieces"
 PIECE_RESPONSE_FIELDS = {

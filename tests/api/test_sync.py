@@ -6,44 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from conftest import Tree, assert_error, fetch_one
+from helpers import SYNC, Tree, assert_error, fetch_one, item, ok, post, rows
 
-SYNC = "/api/v1/sync/"
 KINDS = ("projects", "components", "assemblies", "pieces")
-
-
-def rows(admin_conn, table, company):
-    """{guid: row-dict} of `table` for one tenant, read as the owner."""
-    with admin_conn.cursor() as cur:
-        cur.execute(f"SELECT * FROM {table} WHERE company_guid = %s", (str(company),))
-        names = [c.name for c in cur.description]
-        return {str(r[0]): dict(zip(names, r)) for r in cur.fetchall()}
-
-
-def item(kind, tree, code, **fields):
-    """A valid item of `kind` under `tree`'s parents (company, project, component, assembly)."""
-    base = {"company_guid": str(tree.company)}
-    if kind == "projects":
-        base["code"] = code
-    elif kind == "components":
-        base.update(project_guid=str(tree.project), code=code)
-    elif kind == "assemblies":
-        base.update(project_guid=str(tree.project), component_guid=str(tree.component),
-                    code=code)
-    else:
-        base.update(project_guid=str(tree.project), component_guid=str(tree.component),
-                    assembly_guid=str(tree.assembly), piece_id=code)
-    base.update(fields)
-    return base
-
-
-def post(caller, kind, items):
-    return caller.post(SYNC + kind, json={kind: items})
-
-
-def ok(response):
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return response.json
 
 
 # --- upsert -------------------------------------------------------------------------------
@@ -140,7 +105,7 @@ def test_piece_without_assembly(as_tenant, seed, admin_conn, tenant):
 
 
 def test_every_piece_attribute_is_stored(as_tenant, seed, tenant):
-    from test_get_piece import DIMENSIONS, TEXTS
+    from helpers import DIMENSIONS, TEXTS
 
     tree = seed.tree(tenant, 0)
     attrs = {name: i - 5 for i, name in enumerate(DIMENSIONS)}

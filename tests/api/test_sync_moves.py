@@ -6,8 +6,8 @@ import uuid
 
 import pytest
 
-from conftest import assert_error, fetch_one
-from test_sync import item, post, rows
+from helpers import assert_error, fetch_one, item, post, rows
+
 
 
 def deleted(as_tenant, tenant, plural, guid):

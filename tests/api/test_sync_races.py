@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import assert_error, fetch_one, make_token
+from helpers import assert_error, fetch_one, make_token
 from pieces_service.migrate import connect
 
 INSERT_PIECE = ("INSERT INTO pieces (guid, company_guid, project_guid, component_guid, piece_id,"

@@ -6,7 +6,7 @@ import uuid
 import psycopg2
 import pytest
 
-from conftest import fetch_one
+from helpers import fetch_one
 from pieces_service import db, errors
 
 TABLES = ("projects", "components", "assemblies", "pieces", "audit_log")

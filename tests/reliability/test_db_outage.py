@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from conftest import TEST_SECRET, make_token
+from helpers import TEST_SECRET, make_token
 from pieces_service.config import database_url as parse_url
 from pieces_service.migrate import connect, migrate
 
@@ -128,7 +128,7 @@ def test_database_that_accepts_but_never_answers_is_503_within_the_connect_timeo
     PIECES_DB_CONNECT_TIMEOUT_SECONDS, then 503. Runs in `make test` (no extra server)."""
     import socket
 
-    from conftest import assert_error
+    from helpers import assert_error
 
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))

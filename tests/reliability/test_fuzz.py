@@ -20,7 +20,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import (content_type_conformance, not_a_server_error,
                                  response_schema_conformance)
 
-from conftest import make_token
+from helpers import make_token
 
 from .conftest import long_mode
 

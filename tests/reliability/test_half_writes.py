@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 import uuid
 
-from conftest import assert_error, make_token
+from helpers import assert_error, make_token
 
 from .reliability_harness import blocked_backend, row_lock
 

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import LEAK_MARKERS, TEST_SECRET, claims_for, forge_token, make_token
+from helpers import LEAK_MARKERS, TEST_SECRET, claims_for, forge_token, make_token
 from pieces_service.catalogue import PIECE_ATTRIBUTES
 from pieces_service.config import JWTSettings
 

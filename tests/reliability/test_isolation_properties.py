@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from conftest import Seeder, make_token
+from helpers import Seeder, make_token
 
 from .conftest import long_mode
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_config, make_token
+from helpers import make_config, make_token
 from pieces_service import create_app
 
 from .reliability_harness import PROJECT_DIR, PgBouncer

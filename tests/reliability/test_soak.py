@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from conftest import TEST_SECRET, make_token
+from helpers import TEST_SECRET, make_token
 
 from .reliability_harness import Gunicorn, rss_kib
 

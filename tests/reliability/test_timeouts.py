@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from conftest import assert_error, make_token
+from helpers import assert_error, make_token
 from pieces_service import db
 
 from .reliability_harness import row_lock

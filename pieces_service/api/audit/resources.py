@@ -4,9 +4,9 @@ from __future__ import annotations
 from flask import Response
 from flask.views import MethodView
 
-from ... import access, db
+from ... import db
 from ...auth import AUDIT_ROLES, require_roles
-from ...dao import audit
+from ...domain import audit
 from ...web.extensions import Blueprint, ErrorSchema
 from .. import examples
 from .schemas import AuditEntry, AuditQueryArgs
@@ -28,8 +28,7 @@ class AuditList(MethodView):
         SystemAdmin and CompanyAdmin only; tenant-scoped like every list (`company_guid`
         for SystemAdmin). Newest first.
         """
-        tenant = access.list_tenant(principal, company_guid)
-        with db.transaction(tenant, readonly=True) as conn:
-            body = audit.list_entries(conn, tenant=tenant, entity_guid=entity_guid,
-                                      limit=limit, offset=offset)
+        with db.reads() as reads:
+            body = audit.entries(reads, principal, company_guid=company_guid,
+                                 entity_guid=entity_guid, limit=limit, offset=offset)
         return Response(body, status=200, mimetype="application/json")

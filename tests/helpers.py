@@ -1,0 +1,231 @@
+"""What the tests share: tokens, a test client acting as one principal, a seeder that writes
+hierarchies as the tables' owner, the error-shape assertion, and the SPEC §7 attribute
+lists written out independently of the catalogue. Tests import these (`from helpers import
+…`); `conftest.py` holds only fixtures."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+from pieces_service.config import Config, JWTSettings
+
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def make_config(db_url, **overrides) -> Config:
+    fields = dict(database_url=db_url, jwt=JWTSettings(TEST_SECRET, ("HS256",)),
+                  db_pool_size=2, db_max_overflow=8)
+    fields.update(overrides)
+    return Config(**fields)
+
+
+def make_token(company_guid, role, *, sub="user-1", secret=TEST_SECRET, exp_in=300, **extra):
+    claims = {"sub": sub, "company_guid": str(company_guid), "role": role,
+              "exp": int(time.time()) + exp_in, **extra}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+@dataclass
+class Caller:
+    """A client acting as one principal: `caller.get(path, **query)`."""
+
+    client: object
+    company_guid: uuid.UUID
+    role: str
+    sub: str = "user-1"
+
+    @property
+    def headers(self):
+        return {"Authorization": "Bearer " + make_token(self.company_guid, self.role,
+                                                        sub=self.sub)}
+
+    def get(self, path, **query):
+        return self.client.get(path, query_string=query, headers=self.headers)
+
+    def post(self, path, json=None, **kwargs):
+        return self.client.post(path, json=json, headers=self.headers, **kwargs)
+
+    def delete(self, path):
+        return self.client.delete(path, headers=self.headers)
+
+
+class Seeder:
+    """Inserts hierarchies straight into the database as the owner, for tests to read."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def _exec(self, sql, params):
+        with self.conn.cursor() as cur:
+            cur.execute(sql, params)
+
+    def project(self, company, code=None, active=True, deleted_at=None):
+        guid = uuid.uuid4()
+        self._exec("INSERT INTO projects (guid, company_guid, code, is_active, deleted_at)"
+                   " VALUES (%s, %s, %s, %s, %s)",
+                   (str(guid), str(company), code or f"P-{guid.hex[:8]}", active,
+                    None if active else (deleted_at or "2024-01-01T00:00:00Z")))
+        return guid
+
+    def component(self, company, project, code=None, active=True, deleted_at=None):
+        guid = uuid.uuid4()
+        self._exec("INSERT INTO components (guid, company_guid, project_guid, code, is_active,"
+                   " deleted_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                   (str(guid), str(company), str(project), code or f"C-{guid.hex[:8]}", active,
+                    None if active else (deleted_at or "2024-01-01T00:00:00Z")))
+        return guid
+
+    def assembly(self, company, project, component, code=None, active=True, deleted_at=None):
+        guid = uuid.uuid4()
+        self._exec("INSERT INTO assemblies (guid, company_guid, project_guid, component_guid,"
+                   " code, is_active, deleted_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                   (str(guid), str(company), str(project), str(component),
+                    code or f"A-{guid.hex[:8]}", active,
+                    None if active else (deleted_at or "2024-01-01T00:00:00Z")))
+        return guid
+
+    def piece(self, company, project, component, assembly=None, piece_id=None, active=True,
+              deleted_at=None, created_at=None, **attrs):
+        guid = uuid.uuid4()
+        columns = ["guid", "company_guid", "project_guid", "component_guid", "assembly_guid",
+                   "piece_id", "is_active", "deleted_at", *attrs]
+        values = [str(guid), str(company), str(project), str(component),
+                  str(assembly) if assembly else None, piece_id or f"PC-{guid.hex[:8]}",
+                  active, None if active else (deleted_at or "2024-01-01T00:00:00Z"),
+                  *attrs.values()]
+        if created_at is not None:
+            columns.append("created_at")
+            values.append(created_at)
+        self._exec(f"INSERT INTO pieces ({', '.join(columns)})"
+                   f" VALUES ({', '.join(['%s'] * len(values))})", values)
+        return guid
+
+    def tree(self, company, pieces_per_assembly=2):
+        """project -> component -> assembly -> pieces; returns a namespace of guids."""
+        project = self.project(company)
+        component = self.component(company, project)
+        assembly = self.assembly(company, project, component)
+        pieces = [self.piece(company, project, component, assembly)
+                  for _ in range(pieces_per_assembly)]
+        return Tree(company, project, component, assembly, pieces)
+
+
+@dataclass
+class Tree:
+    company: uuid.UUID
+    project: uuid.UUID
+    component: uuid.UUID
+    assembly: uuid.UUID
+    pieces: list
+
+
+def fetch_one(conn, sql, params=()):
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchone()
+
+
+# Markers of a leaked internal error: none may ever appear in a response body.
+
+LEAK_MARKERS = ("Traceback", 'File "', "psycopg2", "sqlalchemy", "SELECT ", "INSERT ",
+                "UPDATE ", " FROM ")
+
+
+def assert_error(response, status, detail=None):
+    """`response` is a JSON error with `status` and a string `detail` (equal to `detail`
+    when given), and leaks no traceback or SQL. Returns the body."""
+    assert response.status_code == status, (response.status_code, response.get_data(as_text=True))
+    assert response.mimetype == "application/json", response.mimetype
+    body = response.get_json()
+    assert isinstance(body, dict), body
+    assert isinstance(body.get("detail"), str) and body["detail"], body
+    if detail is not None:
+        assert body["detail"] == detail, body
+    text = response.get_data(as_text=True)
+    for marker in LEAK_MARKERS:
+        assert marker not in text, (marker, text)
+    return body
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafeb64urlencode(data).decode().rstrip("=")
+
+
+def forge_token(header: dict, claims, key: bytes | None, digest=hashlib.sha256) -> str:
+    """A JWT assembled by hand, so that nothing refuses to build the hostile ones
+    (`claims` may be raw bytes; no `key` means an empty signature)."""
+    payload = claims if isinstance(claims, bytes) else json.dumps(claims).encode()
+    signing_input = b64url(json.dumps(header).encode()) + "." + b64url(payload)
+    signature = hmac.new(key, signing_input.encode(), digest).digest() if key else b""
+    return signing_input + "." + b64url(signature)
+
+
+def claims_for(company, role="Operator", **overrides):
+    """Valid claims for `company` and `role`, with `overrides` applied."""
+    claims = {"sub": "user-1", "company_guid": str(company), "role": role,
+              "exp": int(time.time()) + 300}
+    claims.update(overrides)
+    return claims
+
+
+# SPEC §7, as the contract lists them (not derived from the catalogue, which they check).
+DIMENSIONS = (
+    "outer_length", "inner_length", "angle_left", "angle_right", "assembly_width",
+    "assembly_height", "reinforcement_length", "other_length", "bar_rest", "bar_length",
+    "bar_cutting_tolerance", "profile_width", "profile_height", "welding_tolerance",
+)
+TEXTS = (
+    "barcode", "orientation", "trolley", "cell", "trolley_cell", "trolley_size",
+    "parent_assembly_trolley_cell", "mullion_trolley_cell", "glazing_bead_trolley_cell",
+    "operations", "component_code", "component_description", "info2", "info3", "client",
+    "dealer", "project_description", "project_phase", "reinforcement_code", "hardware_info",
+    "glass_info", "project_number", "component_number", "water_handle", "segment_order",
+    "cutting_pattern", "fixing_mode", "material_type", "project_code_parent", "bar_id",
+    "profile_code", "profile_name", "lamination", "gasket", "profile_color",
+    "profile_type_ra", "profile_type", "profile_code_with_color",
+)
+
+
+# Sync request helpers.
+SYNC = "/api/v1/sync/"
+
+
+def rows(admin_conn, table, company):
+    """{guid: row-dict} of `table` for one tenant, read as the owner."""
+    with admin_conn.cursor() as cur:
+        cur.execute(f"SELECT * FROM {table} WHERE company_guid = %s", (str(company),))
+        names = [c.name for c in cur.description]
+        return {str(r[0]): dict(zip(names, r)) for r in cur.fetchall()}
+
+
+def item(kind, tree, code, **fields):
+    """A valid item of `kind` under `tree`'s parents (company, project, component, assembly)."""
+    base = {"company_guid": str(tree.company)}
+    if kind == "projects":
+        base["code"] = code
+    elif kind == "components":
+        base.update(project_guid=str(tree.project), code=code)
+    elif kind == "assemblies":
+        base.update(project_guid=str(tree.project), component_guid=str(tree.component),
+                    code=code)
+    else:
+        base.update(project_guid=str(tree.project), component_guid=str(tree.component),
+                    assembly_guid=str(tree.assembly), piece_id=code)
+    base.update(fields)
+    return base
+
+
+def post(caller, kind, items):
+    return caller.post(SYNC + kind, json={kind: items})
+
+
+def ok(response):
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.json

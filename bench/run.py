@@ -254,7 +254,7 @@ def _percentile(values: list[int], pct: float) -> int:
 
 
 def sync_db_floor(url, pool_file: Path, seconds: int) -> dict:
-    """The sync endpoint's SQL (lock_parents + insert_pieces_by_natural_key, in the service's
+    """The sync endpoint's SQL (lock_parents + upsert_pieces_by_natural_key, in the service's
     transaction setup) replayed from one connection with new 1000-piece batches: DB rows/s
     per worker."""
     from pieces_service import db as service_db
@@ -289,8 +289,8 @@ def sync_db_floor(url, pool_file: Path, seconds: int) -> dict:
                 sync_dao.lock_parents(conn, tenant=tenant_id, guids={
                     "project": [first["project_guid"]], "component": [first["component_guid"]],
                     "assembly": [first["assembly_guid"]]})
-                added = len(sync_dao.insert(conn, level=PIECE, tenant=tenant_id, items=items,
-                                            by_guid=False))
+                added = len(sync_dao.upsert(conn, level=PIECE, tenant=tenant_id, items=items,
+                                            by_guid=False)[0])
                 conn.exec_driver_sql("COMMIT")
                 inserted += added
                 batches += 1

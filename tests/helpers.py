@@ -155,7 +155,7 @@ def assert_error(response, status, detail=None):
 
 
 def b64url(data: bytes) -> str:
-    return base64.urlsafeb64urlencode(data).decode().rstrip("=")
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
 
 
 def forge_token(header: dict, claims, key: bytes | None, digest=hashlib.sha256) -> str:

@@ -152,7 +152,7 @@ FROM (SELECT 1) AS one
 LEFT JOIN detail ON true""")
 
 
-# --- sync.sql: parents, inserts and updates, the rows a batch would move ----------------
+# --- sync.sql: parents, upserts, the rows a batch would move ---------------------------
 
 def _ancestor_levels() -> tuple[Level, ...]:
     return tuple(level for level in LEVELS.values() if level.descendants)
@@ -184,52 +184,36 @@ or waits for the batch to commit and then cascades over its new rows too.
 """, "WITH " + ", ".join(parts) + "\n" + union)
 
 
-def _resolved(columns) -> list[str]:
-    """The inserted values: the item's, with a new guid for an item without one."""
-    return ["coalesce(i.guid, gen_random_uuid()) AS guid", *(f"i.{name}" for name in columns[1:])]
-
-
-def insert(level: Level, by_guid: bool) -> str:
-    target = "(guid)" if by_guid else f"ON CONSTRAINT {level.table}_natural_key"
-    columns = ("guid", *level.item_fields[1:], "is_active", "deleted_at")
-    how = ("that carry a guid, with that guid" if by_guid
-           else "without a guid, with a new guid")
-    return _statement(f"insert_{level.plural}_by_{'guid' if by_guid else 'natural_key'}", f"""
-Insert the items of a sync batch of {level.plural} {how}; an item whose
-{'guid' if by_guid else 'natural key'} is stored already is skipped (DO NOTHING, which
-never touches that row, also when it is another tenant's) and returned by none of its
-rows: the upsert_ statement takes those. is_active/deleted_at are inherited from the
-nearest parent, on insert only. Returns the guid and natural key of each inserted row.
-""", f"""\
-INSERT INTO {level.table} AS t (
-    {_lines(columns, 4)}
-)
-SELECT {_lines(_resolved(columns), 7)}
-FROM json_populate_recordset(NULL::{level.table}, %(items)s::json) AS i
-WHERE i.company_guid = %(tenant)s
-ON CONFLICT {target} DO NOTHING
-RETURNING {_lines(("guid", *level.natural_key), 10)}""")
-
-
 def upsert(level: Level, by_guid: bool) -> str:
     target = "(guid)" if by_guid else f"ON CONSTRAINT {level.table}_natural_key"
     columns = ("guid", *level.item_fields[1:], "is_active", "deleted_at")
+    resolved = ["coalesce(i.guid, gen_random_uuid()) AS guid",
+                *(f"i.{name}" for name in columns[1:])]
     written = level.written_columns
-    match = "guid" if by_guid else f"natural key (company_guid, {', '.join(level.natural_key)})"
+    if by_guid:
+        how = ("by guid: an item updates the stored row with its guid or is inserted with "
+               "it. A stored row of another tenant is never written: row-level security "
+               "refuses an ON CONFLICT DO UPDATE that reaches one (an error, which "
+               "dao/sync.py turns into a 403 after rolling back to the savepoint before "
+               "this statement).")
+    else:
+        how = (f"by natural key (company_guid, {', '.join(level.natural_key)}): an item "
+               "updates the stored row with its key or is inserted with a new guid. The key "
+               "includes the tenant, so it only ever meets the tenant's own rows.")
     return _statement(f"upsert_{level.plural}_by_{'guid' if by_guid else 'natural_key'}", f"""
-Update the stored {level.plural} of one tenant that the items name by {match}, where
-their values differ, so a repeated batch writes nothing. The items are those the insert_
-statement skipped, so each names a stored row, and dao/sync.py has checked that none is
-another tenant's (the WHERE would skip such a row, but row-level security refuses an
-ON CONFLICT DO UPDATE that reaches one). The conflict check is a direct unique-index
-probe per item, never a join (BENCHMARKS.md, lever 6). Sync never changes
-is_active/deleted_at of a stored row. Returns the guid of each row written, and whether
-it was inserted.
+Upsert a batch of {level.plural} of one tenant, {how}
+
+Only rows whose values differ are updated, so a repeated batch writes nothing. The
+conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
+lever 6). is_active/deleted_at are written on insert only (inherited from the nearest
+parent); sync never changes them on a stored row. Returns the guid of each row written
+and whether it was inserted: an item that matched a row and changed nothing returns
+nothing.
 """, f"""\
 INSERT INTO {level.table} AS t (
     {_lines(columns, 4)}
 )
-SELECT {_lines(_resolved(columns), 7)}
+SELECT {_lines(resolved, 7)}
 FROM json_populate_recordset(NULL::{level.table}, %(items)s::json) AS i
 WHERE i.company_guid = %(tenant)s
 ON CONFLICT {target} DO UPDATE SET
@@ -243,6 +227,17 @@ WHERE t.company_guid = %(tenant)s
   )
 RETURNING t.guid,
           (xmax = 0) AS inserted""")
+
+
+SAVEPOINTS = [
+    _statement("savepoint_upsert", """
+Sent in one message with upsert_<level>_by_guid: the point to roll back to when row-level
+security refuses it (a guid of another tenant).
+""", "SAVEPOINT sync_upsert"),
+    _statement("rollback_upsert", """
+Undo the refused upsert and leave the transaction usable for the foreign-guid probe.
+""", "ROLLBACK TO SAVEPOINT sync_upsert"),
+]
 
 
 def existing_rows(level: Level) -> str:
@@ -350,10 +345,9 @@ WHERE company_guid = %(tenant)s
 
 def files() -> dict[str, str]:
     """{file name: its whole text} of every rendered file."""
-    sync = [lock_parents()]
+    sync = [lock_parents(), *SAVEPOINTS]
     for level in LEVELS.values():
-        for by_guid in (True, False):
-            sync += [insert(level, by_guid), upsert(level, by_guid)]
+        sync += [upsert(level, True), upsert(level, False)]
         if level.parents:
             sync.append(existing_rows(level))
     hierarchy = [statement for level in LEVELS.values() for statement in cascade(level)]

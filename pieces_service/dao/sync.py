@@ -7,7 +7,9 @@ from datetime import datetime
 from typing import Iterable, Mapping
 
 import orjson
+from psycopg2.errorcodes import INSUFFICIENT_PRIVILEGE
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from ..catalogue import Level
 from . import load_queries
@@ -50,33 +52,40 @@ def _items_json(items: list[dict]) -> str:
     ).decode()
 
 
-def insert(conn: Connection, *, level: Level, tenant: uuid.UUID, items: list[dict],
-           by_guid: bool) -> set:
-    """Insert the `items` (all of `tenant`; all with a guid when `by_guid`, none otherwise)
-    whose guid (natural key) is not stored yet; return the keys inserted: guids when
-    `by_guid`, else natural-key tuples. Its conflict check is a direct unique-index probe."""
-    name = f"insert_{level.plural}_by_{'guid' if by_guid else 'natural_key'}"
-    rows = conn.exec_driver_sql(_Q[name], {"tenant": tenant, "items": _items_json(items)})
-    return {row[0] if by_guid else tuple(row[1:]) for row in rows}
+class ForeignRowRefused(Exception):
+    """Row-level security refused the upsert: an item's guid is another tenant's row."""
 
 
 def upsert(conn: Connection, *, level: Level, tenant: uuid.UUID, items: list[dict],
            by_guid: bool) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
-    """Update the stored rows of `tenant` the `items` name (by guid, else by natural key)
-    where their values differ, inserting any that is not stored after all; return the
-    guids (inserted, updated). No item may name another tenant's row."""
+    """Upsert `items` (all of `tenant`; all with a guid when `by_guid`, none otherwise) into
+    `level`'s table in one statement; return the guids (inserted, updated). Items that
+    matched a row and changed nothing are in neither.
+
+    By guid, the statement runs after a savepoint sent in the same message; when row-level
+    security refuses it because a guid belongs to another tenant (also one inserted by a
+    transaction that committed while this one waited for it), the transaction is rolled
+    back to the savepoint, still usable, and `ForeignRowRefused` is raised.
+    """
     name = f"upsert_{level.plural}_by_{'guid' if by_guid else 'natural_key'}"
+    params = {"tenant": tenant, "items": _items_json(items)}
+    if not by_guid:
+        return _written(conn.exec_driver_sql(_Q[name], params))
+    try:
+        return _written(conn.exec_driver_sql(f"{_Q['savepoint_upsert']};\n{_Q[name]}", params))
+    except DBAPIError as exc:
+        if getattr(exc.orig, "pgcode", None) != INSUFFICIENT_PRIVILEGE:
+            raise
+        conn.exec_driver_sql(_Q["rollback_upsert"])
+        raise ForeignRowRefused() from exc
+
+
+def _written(rows) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
     inserted: set[uuid.UUID] = set()
     updated: set[uuid.UUID] = set()
-    for guid, was_inserted in conn.exec_driver_sql(
-            _Q[name], {"tenant": tenant, "items": _items_json(items)}):
+    for guid, was_inserted in rows:
         (inserted if was_inserted else updated).add(guid)
     return inserted, updated
-
-
-def natural_key(level: Level, item: dict) -> tuple:
-    """The item's natural key as `insert` returns it (without company_guid)."""
-    return tuple(item[name] for name in level.natural_key)
 
 
 def existing_active(conn: Connection, *, level: Level, tenant: uuid.UUID,

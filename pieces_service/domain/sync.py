@@ -7,10 +7,10 @@ A `200` means every item is stored as sent. The rules, in the order they are che
    FOR SHARE so that a concurrent cascade cannot slip between the check and the write;
 4. an item under a soft-deleted parent is inserted deleted (with the parent's deleted_at),
    but may not move an existing active row there (409): sync never changes is_active;
-5. insert what is new, skipping (never touching) what is stored; a skipped item that names
-   another tenant's guid is a 403, also when that tenant inserted it a moment earlier (the
-   insert waited for it); the rest update their rows where the values differ, and an item
-   that changed nothing counts as unchanged.
+5. one upsert per conflict target (guid, natural key) that writes only rows whose values
+   differ (an item that changed nothing counts as unchanged); an item naming another
+   tenant's guid is a 403, also when that tenant inserted it a moment earlier (the upsert
+   waited for it, then row-level security refused to touch it).
 """
 from __future__ import annotations
 
@@ -78,19 +78,14 @@ def sync_batch(conn: Connection, principal: Principal, level: Level,
 
 def _write(conn: Connection, level: Level, tenant: uuid.UUID, part: list[tuple[int, dict]],
            by_guid: bool) -> tuple[int, int]:
-    """Insert the new rows of `part` (all with a guid, or none), then update the stored ones
-    whose values differ; return (inserted, updated)."""
-    added = sync_dao.insert(conn, level=level, tenant=tenant, items=[row for _, row in part],
-                            by_guid=by_guid)
-    stored = [(index, row) for index, row in part
-              if (row["guid"] if by_guid else sync_dao.natural_key(level, row)) not in added]
-    if not stored:
-        return len(added), 0
-    if by_guid:  # a natural key includes the tenant: it never names another tenant's row
-        _refuse_foreign_guids(conn, level, tenant, stored)
-    late, changed = sync_dao.upsert(conn, level=level, tenant=tenant,
-                                    items=[row for _, row in stored], by_guid=by_guid)
-    return len(added) + len(late), len(changed)
+    """Upsert `part` (all with a guid, or none); return (inserted, updated)."""
+    try:
+        added, changed = sync_dao.upsert(conn, level=level, tenant=tenant,
+                                         items=[row for _, row in part], by_guid=by_guid)
+    except sync_dao.ForeignRowRefused as refused:
+        _refuse_foreign_guids(conn, level, tenant, part)
+        raise refused.__cause__  # refused for another reason: classified as it stands
+    return len(added), len(changed)
 
 
 def _check_batch_duplicates(level: Level, items: list[dict]) -> None:
@@ -163,10 +158,9 @@ def _inherit_active(conn: Connection, level: Level, tenant: uuid.UUID,
 
 
 def _refuse_foreign_guids(conn: Connection, level: Level, tenant: uuid.UUID,
-                          stored: list[tuple[int, dict]]) -> None:
-    """Items whose guid the insert found stored name a row of `tenant` or of another
-    tenant, which sync never overwrites: 403 for the first of those."""
-    index_of = {row["guid"]: index for index, row in stored}
+                          part: list[tuple[int, dict]]) -> None:
+    """Sync never overwrites another tenant's row: 403 for the first item naming one."""
+    index_of = {row["guid"]: index for index, row in part}
     foreign = ownership.foreign_guids(conn, level=level.name, guids=index_of, tenant=tenant)
     if foreign:
         guid = min(foreign, key=index_of.__getitem__)

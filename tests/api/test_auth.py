@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from helpers import TEST_SECRET, b64url, assert_error, claims_for, forge_token, make_token
+from helpers import TEST_SECRET, assert_error, b64url, claims_for, forge_token, make_token
 from pieces_service.config import Config, JWTSettings
 
 LIST = "/api/v1/pieces"

@@ -49,40 +49,26 @@ SELECT * FROM component
 UNION ALL
 SELECT * FROM assembly;
 
--- name: insert_projects_by_guid
--- Insert the items of a sync batch of projects that carry a guid, with that guid; an item
--- whose guid is stored already is skipped (DO NOTHING, which never touches that row, also
--- when it is another tenant's) and returned by none of its rows: the upsert_ statement
--- takes those. is_active/deleted_at are inherited from the nearest parent, on insert only.
--- Returns the guid and natural key of each inserted row.
-INSERT INTO projects AS t (
-    guid,
-    company_guid,
-    code,
-    name,
-    is_active,
-    deleted_at
-)
-SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
-       i.company_guid,
-       i.code,
-       i.name,
-       i.is_active,
-       i.deleted_at
-FROM json_populate_recordset(NULL::projects, %(items)s::json) AS i
-WHERE i.company_guid = %(tenant)s
-ON CONFLICT (guid) DO NOTHING
-RETURNING guid,
-          code;
+-- name: savepoint_upsert
+-- Sent in one message with upsert_<level>_by_guid: the point to roll back to when row-
+-- level security refuses it (a guid of another tenant).
+SAVEPOINT sync_upsert;
+
+-- name: rollback_upsert
+-- Undo the refused upsert and leave the transaction usable for the foreign-guid probe.
+ROLLBACK TO SAVEPOINT sync_upsert;
 
 -- name: upsert_projects_by_guid
--- Update the stored projects of one tenant that the items name by guid, where their values
--- differ, so a repeated batch writes nothing. The items are those the insert_ statement
--- skipped, so each names a stored row, and dao/sync.py has checked that none is another
--- tenant's (the WHERE would skip such a row, but row-level security refuses an ON CONFLICT
--- DO UPDATE that reaches one). The conflict check is a direct unique-index probe per item,
--- never a join (BENCHMARKS.md, lever 6). Sync never changes is_active/deleted_at of a
--- stored row. Returns the guid of each row written, and whether it was inserted.
+-- Upsert a batch of projects of one tenant, by guid: an item updates the stored row with
+-- its guid or is inserted with it. A stored row of another tenant is never written: row-
+-- level security refuses an ON CONFLICT DO UPDATE that reaches one (an error, which
+-- dao/sync.py turns into a 403 after rolling back to the savepoint before this statement).
+-- Only rows whose values differ are updated, so a repeated batch writes nothing. The
+-- conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
+-- lever 6). is_active/deleted_at are written on insert only (inherited from the nearest
+-- parent); sync never changes them on a stored row. Returns the guid of each row written
+-- and whether it was inserted: an item that matched a row and changed nothing returns
+-- nothing.
 INSERT INTO projects AS t (
     guid,
     company_guid,
@@ -114,41 +100,16 @@ WHERE t.company_guid = %(tenant)s
 RETURNING t.guid,
           (xmax = 0) AS inserted;
 
--- name: insert_projects_by_natural_key
--- Insert the items of a sync batch of projects without a guid, with a new guid; an item
--- whose natural key is stored already is skipped (DO NOTHING, which never touches that
--- row, also when it is another tenant's) and returned by none of its rows: the upsert_
--- statement takes those. is_active/deleted_at are inherited from the nearest parent, on
--- insert only. Returns the guid and natural key of each inserted row.
-INSERT INTO projects AS t (
-    guid,
-    company_guid,
-    code,
-    name,
-    is_active,
-    deleted_at
-)
-SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
-       i.company_guid,
-       i.code,
-       i.name,
-       i.is_active,
-       i.deleted_at
-FROM json_populate_recordset(NULL::projects, %(items)s::json) AS i
-WHERE i.company_guid = %(tenant)s
-ON CONFLICT ON CONSTRAINT projects_natural_key DO NOTHING
-RETURNING guid,
-          code;
-
 -- name: upsert_projects_by_natural_key
--- Update the stored projects of one tenant that the items name by natural key
--- (company_guid, code), where their values differ, so a repeated batch writes nothing. The
--- items are those the insert_ statement skipped, so each names a stored row, and
--- dao/sync.py has checked that none is another tenant's (the WHERE would skip such a row,
--- but row-level security refuses an ON CONFLICT DO UPDATE that reaches one). The conflict
--- check is a direct unique-index probe per item, never a join (BENCHMARKS.md, lever 6).
--- Sync never changes is_active/deleted_at of a stored row. Returns the guid of each row
--- written, and whether it was inserted.
+-- Upsert a batch of projects of one tenant, by natural key (company_guid, code): an item
+-- updates the stored row with its key or is inserted with a new guid. The key includes the
+-- tenant, so it only ever meets the tenant's own rows.
+-- Only rows whose values differ are updated, so a repeated batch writes nothing. The
+-- conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
+-- lever 6). is_active/deleted_at are written on insert only (inherited from the nearest
+-- parent); sync never changes them on a stored row. Returns the guid of each row written
+-- and whether it was inserted: an item that matched a row and changed nothing returns
+-- nothing.
 INSERT INTO projects AS t (
     guid,
     company_guid,
@@ -180,43 +141,17 @@ WHERE t.company_guid = %(tenant)s
 RETURNING t.guid,
           (xmax = 0) AS inserted;
 
--- name: insert_components_by_guid
--- Insert the items of a sync batch of components that carry a guid, with that guid; an
--- item whose guid is stored already is skipped (DO NOTHING, which never touches that row,
--- also when it is another tenant's) and returned by none of its rows: the upsert_
--- statement takes those. is_active/deleted_at are inherited from the nearest parent, on
--- insert only. Returns the guid and natural key of each inserted row.
-INSERT INTO components AS t (
-    guid,
-    company_guid,
-    project_guid,
-    code,
-    name,
-    is_active,
-    deleted_at
-)
-SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
-       i.company_guid,
-       i.project_guid,
-       i.code,
-       i.name,
-       i.is_active,
-       i.deleted_at
-FROM json_populate_recordset(NULL::components, %(items)s::json) AS i
-WHERE i.company_guid = %(tenant)s
-ON CONFLICT (guid) DO NOTHING
-RETURNING guid,
-          project_guid,
-          code;
-
 -- name: upsert_components_by_guid
--- Update the stored components of one tenant that the items name by guid, where their
--- values differ, so a repeated batch writes nothing. The items are those the insert_
--- statement skipped, so each names a stored row, and dao/sync.py has checked that none is
--- another tenant's (the WHERE would skip such a row, but row-level security refuses an ON
--- CONFLICT DO UPDATE that reaches one). The conflict check is a direct unique-index probe
--- per item, never a join (BENCHMARKS.md, lever 6). Sync never changes is_active/deleted_at
--- of a stored row. Returns the guid of each row written, and whether it was inserted.
+-- Upsert a batch of components of one tenant, by guid: an item updates the stored row with
+-- its guid or is inserted with it. A stored row of another tenant is never written: row-
+-- level security refuses an ON CONFLICT DO UPDATE that reaches one (an error, which
+-- dao/sync.py turns into a 403 after rolling back to the savepoint before this statement).
+-- Only rows whose values differ are updated, so a repeated batch writes nothing. The
+-- conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
+-- lever 6). is_active/deleted_at are written on insert only (inherited from the nearest
+-- parent); sync never changes them on a stored row. Returns the guid of each row written
+-- and whether it was inserted: an item that matched a row and changed nothing returns
+-- nothing.
 INSERT INTO components AS t (
     guid,
     company_guid,
@@ -253,44 +188,16 @@ WHERE t.company_guid = %(tenant)s
 RETURNING t.guid,
           (xmax = 0) AS inserted;
 
--- name: insert_components_by_natural_key
--- Insert the items of a sync batch of components without a guid, with a new guid; an item
--- whose natural key is stored already is skipped (DO NOTHING, which never touches that
--- row, also when it is another tenant's) and returned by none of its rows: the upsert_
--- statement takes those. is_active/deleted_at are inherited from the nearest parent, on
--- insert only. Returns the guid and natural key of each inserted row.
-INSERT INTO components AS t (
-    guid,
-    company_guid,
-    project_guid,
-    code,
-    name,
-    is_active,
-    deleted_at
-)
-SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
-       i.company_guid,
-       i.project_guid,
-       i.code,
-       i.name,
-       i.is_active,
-       i.deleted_at
-FROM json_populate_recordset(NULL::components, %(items)s::json) AS i
-WHERE i.company_guid = %(tenant)s
-ON CONFLICT ON CONSTRAINT components_natural_key DO NOTHING
-RETURNING guid,
-          project_guid,
-          code;
-
 -- name: upsert_components_by_natural_key
--- Update the stored components of one tenant that the items name by natural key
--- (company_guid, project_guid, code), where their values differ, so a repeated batch
--- writes nothing. The items are those the insert_ statement skipped, so each names a
--- stored row, and dao/sync.py has checked that none is another tenant's (the WHERE would
--- skip such a row, but row-level security refuses an ON CONFLICT DO UPDATE that reaches
--- one). The conflict check is a direct unique-index probe per item, never a join
--- (BENCHMARKS.md, lever 6). Sync never changes is_active/deleted_at of a stored row.
--- Returns the guid of each row written, and whether it was inserted.
+-- Upsert a batch of components of one tenant, by natural key (company_guid, project_guid,
+-- code): an item updates the stored row with its key or is inserted with a new guid. The
+-- key includes the tenant, so it only ever meets the tenant's own rows.
+-- Only rows whose values differ are updated, so a repeated batch writes nothing. The
+-- conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
+-- lever 6). is_active/deleted_at are written on insert only (inherited from the nearest
+-- parent); sync never changes them on a stored row. Returns the guid of each row written
+-- and whether it was inserted: an item that matched a row and changed nothing returns
+-- nothing.
 INSERT INTO components AS t (
     guid,
     company_guid,
@@ -362,45 +269,17 @@ SELECT idx, is_active FROM by_guid
 UNION ALL
 SELECT idx, is_active FROM by_natural_key;
 
--- name: insert_assemblies_by_guid
--- Insert the items of a sync batch of assemblies that carry a guid, with that guid; an
--- item whose guid is stored already is skipped (DO NOTHING, which never touches that row,
--- also when it is another tenant's) and returned by none of its rows: the upsert_
--- statement takes those. is_active/deleted_at are inherited from the nearest parent, on
--- insert only. Returns the guid and natural key of each inserted row.
-INSERT INTO assemblies AS t (
-    guid,
-    company_guid,
-    project_guid,
-    component_guid,
-    code,
-    name,
-    is_active,
-    deleted_at
-)
-SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
-       i.company_guid,
-       i.project_guid,
-       i.component_guid,
-       i.code,
-       i.name,
-       i.is_active,
-       i.deleted_at
-FROM json_populate_recordset(NULL::assemblies, %(items)s::json) AS i
-WHERE i.company_guid = %(tenant)s
-ON CONFLICT (guid) DO NOTHING
-RETURNING guid,
-          component_guid,
-          code;
-
 -- name: upsert_assemblies_by_guid
--- Update the stored assemblies of one tenant that the items name by guid, where their
--- values differ, so a repeated batch writes nothing. The items are those the insert_
--- statement skipped, so each names a stored row, and dao/sync.py has checked that none is
--- another tenant's (the WHERE would skip such a row, but row-level security refuses an ON
--- CONFLICT DO UPDATE that reaches one). The conflict check is a direct unique-index probe
--- per item, never a join (BENCHMARKS.md, lever 6). Sync never changes is_active/deleted_at
--- of a stored row. Returns the guid of each row written, and whether it was inserted.
+-- Upsert a batch of assemblies of one tenant, by guid: an item updates the stored row with
+-- its guid or is inserted with it. A stored row of another tenant is never written: row-
+-- level security refuses an ON CONFLICT DO UPDATE that reaches one (an error, which
+-- dao/sync.py turns into a 403 after rolling back to the savepoint before this statement).
+-- Only rows whose values differ are updated, so a repeated batch writes nothing. The
+-- conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
+-- lever 6). is_active/deleted_at are written on insert only (inherited from the nearest
+-- parent); sync never changes them on a stored row. Returns the guid of each row written
+-- and whether it was inserted: an item that matched a row and changed nothing returns
+-- nothing.
 INSERT INTO assemblies AS t (
     guid,
     company_guid,
@@ -442,46 +321,16 @@ WHERE t.company_guid = %(tenant)s
 RETURNING t.guid,
           (xmax = 0) AS inserted;
 
--- name: insert_assemblies_by_natural_key
--- Insert the items of a sync batch of assemblies without a guid, with a new guid; an item
--- whose natural key is stored already is skipped (DO NOTHING, which never touches that
--- row, also when it is another tenant's) and returned by none of its rows: the upsert_
--- statement takes those. is_active/deleted_at are inherited from the nearest parent, on
--- insert only. Returns the guid and natural key of each inserted row.
-INSERT INTO assemblies AS t (
-    guid,
-    company_guid,
-    project_guid,
-    component_guid,
-    code,
-    name,
-    is_active,
-    deleted_at
-)
-SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
-       i.company_guid,
-       i.project_guid,
-       i.component_guid,
-       i.code,
-       i.name,
-       i.is_active,
-       i.deleted_at
-FROM json_populate_recordset(NULL::assemblies, %(items)s::json) AS i
-WHERE i.company_guid = %(tenant)s
-ON CONFLICT ON CONSTRAINT assemblies_natural_key DO NOTHING
-RETURNING guid,
-          component_guid,
-          code;
-
 -- name: upsert_assemblies_by_natural_key
--- Update the stored assemblies of one tenant that the items name by natural key
--- (company_guid, component_guid, code), where their values differ, so a repeated batch
--- writes nothing. The items are those the insert_ statement skipped, so each names a
--- stored row, and dao/sync.py has checked that none is another tenant's (the WHERE would
--- skip such a row, but row-level security refuses an ON CONFLICT DO UPDATE that reaches
--- one). The conflict check is a direct unique-index probe per item, never a join
--- (BENCHMARKS.md, lever 6). Sync never changes is_active/deleted_at of a stored row.
--- Returns the guid of each row written, and whether it was inserted.
+-- Upsert a batch of assemblies of one tenant, by natural key (company_guid,
+-- component_guid, code): an item updates the stored row with its key or is inserted with a
+-- new guid. The key includes the tenant, so it only ever meets the tenant's own rows.
+-- Only rows whose values differ are updated, so a repeated batch writes nothing. The
+-- conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
+-- lever 6). is_active/deleted_at are written on insert only (inherited from the nearest
+-- parent); sync never changes them on a stored row. Returns the guid of each row written
+-- and whether it was inserted: an item that matched a row and changed nothing returns
+-- nothing.
 INSERT INTO assemblies AS t (
     guid,
     company_guid,
@@ -558,149 +407,17 @@ SELECT idx, is_active FROM by_guid
 UNION ALL
 SELECT idx, is_active FROM by_natural_key;
 
--- name: insert_pieces_by_guid
--- Insert the items of a sync batch of pieces that carry a guid, with that guid; an item
--- whose guid is stored already is skipped (DO NOTHING, which never touches that row, also
--- when it is another tenant's) and returned by none of its rows: the upsert_ statement
--- takes those. is_active/deleted_at are inherited from the nearest parent, on insert only.
--- Returns the guid and natural key of each inserted row.
-INSERT INTO pieces AS t (
-    guid,
-    company_guid,
-    project_guid,
-    component_guid,
-    assembly_guid,
-    piece_id,
-    barcode,
-    outer_length,
-    inner_length,
-    angle_left,
-    angle_right,
-    assembly_width,
-    assembly_height,
-    reinforcement_length,
-    other_length,
-    bar_rest,
-    bar_length,
-    bar_cutting_tolerance,
-    profile_width,
-    profile_height,
-    welding_tolerance,
-    orientation,
-    trolley,
-    cell,
-    trolley_cell,
-    trolley_size,
-    parent_assembly_trolley_cell,
-    mullion_trolley_cell,
-    glazing_bead_trolley_cell,
-    operations,
-    component_code,
-    component_description,
-    info2,
-    info3,
-    client,
-    dealer,
-    project_description,
-    project_phase,
-    reinforcement_code,
-    hardware_info,
-    glass_info,
-    project_number,
-    component_number,
-    water_handle,
-    segment_order,
-    cutting_pattern,
-    fixing_mode,
-    material_type,
-    project_code_parent,
-    bar_id,
-    profile_code,
-    profile_name,
-    lamination,
-    gasket,
-    profile_color,
-    profile_type_ra,
-    profile_type,
-    profile_code_with_color,
-    is_active,
-    deleted_at
-)
-SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
-       i.company_guid,
-       i.project_guid,
-       i.component_guid,
-       i.assembly_guid,
-       i.piece_id,
-       i.barcode,
-       i.outer_length,
-       i.inner_length,
-       i.angle_left,
-       i.angle_right,
-       i.assembly_width,
-       i.assembly_height,
-       i.reinforcement_length,
-       i.other_length,
-       i.bar_rest,
-       i.bar_length,
-       i.bar_cutting_tolerance,
-       i.profile_width,
-       i.profile_height,
-       i.welding_tolerance,
-       i.orientation,
-       i.trolley,
-       i.cell,
-       i.trolley_cell,
-       i.trolley_size,
-       i.parent_assembly_trolley_cell,
-       i.mullion_trolley_cell,
-       i.glazing_bead_trolley_cell,
-       i.operations,
-       i.component_code,
-       i.component_description,
-       i.info2,
-       i.info3,
-       i.client,
-       i.dealer,
-       i.project_description,
-       i.project_phase,
-       i.reinforcement_code,
-       i.hardware_info,
-       i.glass_info,
-       i.project_number,
-       i.component_number,
-       i.water_handle,
-       i.segment_order,
-       i.cutting_pattern,
-       i.fixing_mode,
-       i.material_type,
-       i.project_code_parent,
-       i.bar_id,
-       i.profile_code,
-       i.profile_name,
-       i.lamination,
-       i.gasket,
-       i.profile_color,
-       i.profile_type_ra,
-       i.profile_type,
-       i.profile_code_with_color,
-       i.is_active,
-       i.deleted_at
-FROM json_populate_recordset(NULL::pieces, %(items)s::json) AS i
-WHERE i.company_guid = %(tenant)s
-ON CONFLICT (guid) DO NOTHING
-RETURNING guid,
-          project_guid,
-          piece_id;
-
 -- name: upsert_pieces_by_guid
--- Update the stored pieces of one tenant that the items name by guid, where their values
--- differ, so a repeated batch writes nothing. The items are those the insert_ statement
--- skipped, so each names a stored row, and dao/sync.py has checked that none is another
--- tenant's (the WHERE would skip such a row, but row-level security refuses an ON CONFLICT
--- DO UPDATE that reaches one). The conflict check is a direct unique-index probe per item,
--- never a join (BENCHMARKS.md, lever 6). Sync never changes is_active/deleted_at of a
--- stored row. Returns the guid of each row written, and whether it was inserted.
+-- Upsert a batch of pieces of one tenant, by guid: an item updates the stored row with its
+-- guid or is inserted with it. A stored row of another tenant is never written: row-level
+-- security refuses an ON CONFLICT DO UPDATE that reaches one (an error, which dao/sync.py
+-- turns into a 403 after rolling back to the savepoint before this statement).
+-- Only rows whose values differ are updated, so a repeated batch writes nothing. The
+-- conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
+-- lever 6). is_active/deleted_at are written on insert only (inherited from the nearest
+-- parent); sync never changes them on a stored row. Returns the guid of each row written
+-- and whether it was inserted: an item that matched a row and changed nothing returns
+-- nothing.
 INSERT INTO pieces AS t (
     guid,
     company_guid,
@@ -1002,150 +719,16 @@ WHERE t.company_guid = %(tenant)s
 RETURNING t.guid,
           (xmax = 0) AS inserted;
 
--- name: insert_pieces_by_natural_key
--- Insert the items of a sync batch of pieces without a guid, with a new guid; an item
--- whose natural key is stored already is skipped (DO NOTHING, which never touches that
--- row, also when it is another tenant's) and returned by none of its rows: the upsert_
--- statement takes those. is_active/deleted_at are inherited from the nearest parent, on
--- insert only. Returns the guid and natural key of each inserted row.
-INSERT INTO pieces AS t (
-    guid,
-    company_guid,
-    project_guid,
-    component_guid,
-    assembly_guid,
-    piece_id,
-    barcode,
-    outer_length,
-    inner_length,
-    angle_left,
-    angle_right,
-    assembly_width,
-    assembly_height,
-    reinforcement_length,
-    other_length,
-    bar_rest,
-    bar_length,
-    bar_cutting_tolerance,
-    profile_width,
-    profile_height,
-    welding_tolerance,
-    orientation,
-    trolley,
-    cell,
-    trolley_cell,
-    trolley_size,
-    parent_assembly_trolley_cell,
-    mullion_trolley_cell,
-    glazing_bead_trolley_cell,
-    operations,
-    component_code,
-    component_description,
-    info2,
-    info3,
-    client,
-    dealer,
-    project_description,
-    project_phase,
-    reinforcement_code,
-    hardware_info,
-    glass_info,
-    project_number,
-    component_number,
-    water_handle,
-    segment_order,
-    cutting_pattern,
-    fixing_mode,
-    material_type,
-    project_code_parent,
-    bar_id,
-    profile_code,
-    profile_name,
-    lamination,
-    gasket,
-    profile_color,
-    profile_type_ra,
-    profile_type,
-    profile_code_with_color,
-    is_active,
-    deleted_at
-)
-SELECT coalesce(i.guid, gen_random_uuid()) AS guid,
-       i.company_guid,
-       i.project_guid,
-       i.component_guid,
-       i.assembly_guid,
-       i.piece_id,
-       i.barcode,
-       i.outer_length,
-       i.inner_length,
-       i.angle_left,
-       i.angle_right,
-       i.assembly_width,
-       i.assembly_height,
-       i.reinforcement_length,
-       i.other_length,
-       i.bar_rest,
-       i.bar_length,
-       i.bar_cutting_tolerance,
-       i.profile_width,
-       i.profile_height,
-       i.welding_tolerance,
-       i.orientation,
-       i.trolley,
-       i.cell,
-       i.trolley_cell,
-       i.trolley_size,
-       i.parent_assembly_trolley_cell,
-       i.mullion_trolley_cell,
-       i.glazing_bead_trolley_cell,
-       i.operations,
-       i.component_code,
-       i.component_description,
-       i.info2,
-       i.info3,
-       i.client,
-       i.dealer,
-       i.project_description,
-       i.project_phase,
-       i.reinforcement_code,
-       i.hardware_info,
-       i.glass_info,
-       i.project_number,
-       i.component_number,
-       i.water_handle,
-       i.segment_order,
-       i.cutting_pattern,
-       i.fixing_mode,
-       i.material_type,
-       i.project_code_parent,
-       i.bar_id,
-       i.profile_code,
-       i.profile_name,
-       i.lamination,
-       i.gasket,
-       i.profile_color,
-       i.profile_type_ra,
-       i.profile_type,
-       i.profile_code_with_color,
-       i.is_active,
-       i.deleted_at
-FROM json_populate_recordset(NULL::pieces, %(items)s::json) AS i
-WHERE i.company_guid = %(tenant)s
-ON CONFLICT ON CONSTRAINT pieces_natural_key DO NOTHING
-RETURNING guid,
-          project_guid,
-          piece_id;
-
 -- name: upsert_pieces_by_natural_key
--- Update the stored pieces of one tenant that the items name by natural key (company_guid,
--- project_guid, piece_id), where their values differ, so a repeated batch writes nothing.
--- The items are those the insert_ statement skipped, so each names a stored row, and
--- dao/sync.py has checked that none is another tenant's (the WHERE would skip such a row,
--- but row-level security refuses an ON CONFLICT DO UPDATE that reaches one). The conflict
--- check is a direct unique-index probe per item, never a join (BENCHMARKS.md, lever 6).
--- Sync never changes is_active/deleted_at of a stored row. Returns the guid of each row
--- written, and whether it was inserted.
+-- Upsert a batch of pieces of one tenant, by natural key (company_guid, project_guid,
+-- piece_id): an item updates the stored row with its key or is inserted with a new guid.
+-- The key includes the tenant, so it only ever meets the tenant's own rows.
+-- Only rows whose values differ are updated, so a repeated batch writes nothing. The
+-- conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
+-- lever 6). is_active/deleted_at are written on insert only (inherited from the nearest
+-- parent); sync never changes them on a stored row. Returns the guid of each row written
+-- and whether it was inserted: an item that matched a row and changed nothing returns
+-- nothing.
 INSERT INTO pieces AS t (
     guid,
     company_guid,

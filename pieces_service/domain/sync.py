@@ -65,7 +65,6 @@ def sync_batch(conn: Connection, principal: Principal, level: Level,
             name: [item[f"{name}_guid"] for _, item in group
                    if item.get(f"{name}_guid") is not None]
             for name in level.parents})
-        _check_parents(level, group, parents)
         rows = _inherit_active(conn, level, tenant, group, parents)
         for by_guid in (True, False):
             part = [(index, row) for index, row in rows if (row["guid"] is not None) == by_guid]
@@ -105,45 +104,70 @@ def _check_batch_duplicates(level: Level, items: list[dict]) -> None:
         seen_key[key] = index
 
 
-def _check_parents(level: Level, group: list[tuple[int, dict]], parents: Parents) -> None:
-    """Each named parent exists in the item's tenant and belongs to the item's other
-    parents, nearest first: 422 naming the item and the field."""
+@dataclass(frozen=True)
+class _Placement:
+    """What an item's parents make of it: the state a new row inherits from the nearest
+    parent, and the highest deleted parent it names (level name, guid), if any."""
+
+    is_active: bool
+    deleted_at: str | None
+    deleted_parent: tuple[str, uuid.UUID] | None
+
+
+def _placements(level: Level, group: list[tuple[int, dict]],
+                parents: Parents) -> list[_Placement]:
+    """Each item's placement, after checking that each parent it names exists in the
+    tenant and belongs to the item's other parents, nearest first (422 naming the item and
+    the field). A batch names few distinct parent chains: each is checked once."""
+    fields = level.parent_columns
+    seen: dict[tuple, _Placement] = {}
+    placements = []
     for index, item in group:
-        for name in level.parents:
-            field = f"{name}_guid"
-            guid = item.get(field)
-            if guid is None and name in level.optional_parents:
-                continue
-            row = parents.get((name, guid))
-            title = LEVELS[name].title
-            if row is None:
-                raise _item_error(Invalid, level, index, field, f"{title} {guid} not found.")
-            for above in reversed(LEVELS[name].parents):
-                expected = item[f"{above}_guid"]
-                if getattr(row, f"{above}_guid") != expected:
-                    raise _item_error(Invalid, level, index, field,
-                                      f"{title} {guid} does not belong to {above} {expected}.")
+        chain = tuple(item.get(field) for field in fields)
+        placement = seen.get(chain)
+        if placement is None:
+            placement = seen[chain] = _place(level, index, item, parents)
+        placements.append(placement)
+    return placements
+
+
+def _place(level: Level, index: int, item: dict, parents: Parents) -> _Placement:
+    named = []
+    for name in level.parents:
+        field = f"{name}_guid"
+        guid = item.get(field)
+        if guid is None and name in level.optional_parents:
+            continue
+        row = parents.get((name, guid))
+        title = LEVELS[name].title
+        if row is None:
+            raise _item_error(Invalid, level, index, field, f"{title} {guid} not found.")
+        for above in reversed(LEVELS[name].parents):
+            expected = item[f"{above}_guid"]
+            if getattr(row, f"{above}_guid") != expected:
+                raise _item_error(Invalid, level, index, field,
+                                  f"{title} {guid} does not belong to {above} {expected}.")
+        named.append((name, row))
+    nearest = named[-1][1] if named else None
+    deleted = next(((name, row.guid) for name, row in named if not row.is_active), None)
+    return _Placement(
+        is_active=nearest.is_active if nearest else True,
+        deleted_at=nearest.deleted_at.isoformat() if nearest and nearest.deleted_at else None,
+        deleted_parent=deleted)
 
 
 def _inherit_active(conn: Connection, level: Level, tenant: uuid.UUID,
                     group: list[tuple[int, dict]], parents: Parents) -> list[tuple[int, dict]]:
     """The items with the is_active/deleted_at a new row takes from its nearest parent;
-    `Conflict` when one would move an existing active row under a deleted parent."""
+    `Invalid` for a parent that is missing or does not chain; `Conflict` when an item
+    would move an existing active row under a deleted parent."""
     rows = []
     under_deleted: list[tuple[int, dict, str, uuid.UUID]] = []
-    for index, item in group:
-        named = [(name, parents[(name, item[f"{name}_guid"])]) for name in level.parents
-                 if item.get(f"{name}_guid") is not None]
-        nearest = named[-1][1] if named else None
-        rows.append((index, {
-            **item,
-            "is_active": nearest.is_active if nearest else True,
-            "deleted_at": nearest.deleted_at.isoformat()
-            if nearest and nearest.deleted_at else None,
-        }))
-        deleted = next(((name, row.guid) for name, row in named if not row.is_active), None)
-        if deleted:
-            under_deleted.append((index, item, *deleted))
+    for (index, item), placement in zip(group, _placements(level, group, parents)):
+        rows.append((index, {**item, "is_active": placement.is_active,
+                             "deleted_at": placement.deleted_at}))
+        if placement.deleted_parent:
+            under_deleted.append((index, item, *placement.deleted_parent))
     if under_deleted:
         active = sync_dao.existing_active(conn, level=level, tenant=tenant,
                                           items=[(index, item) for index, item, *_

@@ -192,10 +192,10 @@ def upsert(level: Level, by_guid: bool) -> str:
     written = level.written_columns
     if by_guid:
         how = ("by guid: an item updates the stored row with its guid or is inserted with "
-               "it. A stored row of another tenant is never written: row-level security "
-               "refuses an ON CONFLICT DO UPDATE that reaches one (an error, which "
-               "dao/sync.py turns into a 403 after rolling back to the savepoint before "
-               "this statement).")
+               "it. A stored row of another tenant is never written: PostgreSQL 16 skips it "
+               "(the WHERE), 15 refuses the statement (row-level security, an error that "
+               "dao/sync.py rolls back to the savepoint before this statement); "
+               "domain/sync.py answers both with a 403.")
     else:
         how = (f"by natural key (company_guid, {', '.join(level.natural_key)}): an item "
                "updates the stored row with its key or is inserted with a new guid. The key "

@@ -65,7 +65,8 @@ def upsert(conn: Connection, *, level: Level, tenant: uuid.UUID, items: list[dic
     By guid, the statement runs after a savepoint sent in the same message; when row-level
     security refuses it because a guid belongs to another tenant (also one inserted by a
     transaction that committed while this one waited for it), the transaction is rolled
-    back to the savepoint, still usable, and `ForeignRowRefused` is raised.
+    back to the savepoint, still usable, and `ForeignRowRefused` is raised. (PostgreSQL 15
+    refuses so; 16 skips such a row, which then is in neither set.)
     """
     name = f"upsert_{level.plural}_by_{'guid' if by_guid else 'natural_key'}"
     params = {"tenant": tenant, "items": _items_json(items)}

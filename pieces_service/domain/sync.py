@@ -10,7 +10,7 @@ A `200` means every item is stored as sent. The rules, in the order they are che
 5. one upsert per conflict target (guid, natural key) that writes only rows whose values
    differ (an item that changed nothing counts as unchanged); an item naming another
    tenant's guid is a 403, also when that tenant inserted it a moment earlier (the upsert
-   waited for it, then row-level security refused to touch it).
+   waited for it, then did not touch it; see `_write`).
 """
 from __future__ import annotations
 
@@ -77,13 +77,22 @@ def sync_batch(conn: Connection, principal: Principal, level: Level,
 
 def _write(conn: Connection, level: Level, tenant: uuid.UUID, part: list[tuple[int, dict]],
            by_guid: bool) -> tuple[int, int]:
-    """Upsert `part` (all with a guid, or none); return (inserted, updated)."""
+    """Upsert `part` (all with a guid, or none); return (inserted, updated).
+
+    An item naming another tenant's guid is never written, but how PostgreSQL says so
+    differs: 15 refuses the whole statement (row-level security), 16 skips the row (the
+    upsert's WHERE). Either way the items in question are probed, and the first foreign
+    one is a 403; the others matched their own row unchanged."""
     try:
         added, changed = sync_dao.upsert(conn, level=level, tenant=tenant,
                                          items=[row for _, row in part], by_guid=by_guid)
     except sync_dao.ForeignRowRefused as refused:
         _refuse_foreign_guids(conn, level, tenant, part)
         raise refused.__cause__  # refused for another reason: classified as it stands
+    if by_guid and len(added) + len(changed) < len(part):
+        written = added | changed
+        _refuse_foreign_guids(conn, level, tenant,
+                              [(index, row) for index, row in part if row["guid"] not in written])
     return len(added), len(changed)
 
 

@@ -60,9 +60,10 @@ ROLLBACK TO SAVEPOINT sync_upsert;
 
 -- name: upsert_projects_by_guid
 -- Upsert a batch of projects of one tenant, by guid: an item updates the stored row with
--- its guid or is inserted with it. A stored row of another tenant is never written: row-
--- level security refuses an ON CONFLICT DO UPDATE that reaches one (an error, which
--- dao/sync.py turns into a 403 after rolling back to the savepoint before this statement).
+-- its guid or is inserted with it. A stored row of another tenant is never written:
+-- PostgreSQL 16 skips it (the WHERE), 15 refuses the statement (row-level security, an
+-- error that dao/sync.py rolls back to the savepoint before this statement);
+-- domain/sync.py answers both with a 403.
 -- Only rows whose values differ are updated, so a repeated batch writes nothing. The
 -- conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
 -- lever 6). is_active/deleted_at are written on insert only (inherited from the nearest
@@ -143,9 +144,10 @@ RETURNING t.guid,
 
 -- name: upsert_components_by_guid
 -- Upsert a batch of components of one tenant, by guid: an item updates the stored row with
--- its guid or is inserted with it. A stored row of another tenant is never written: row-
--- level security refuses an ON CONFLICT DO UPDATE that reaches one (an error, which
--- dao/sync.py turns into a 403 after rolling back to the savepoint before this statement).
+-- its guid or is inserted with it. A stored row of another tenant is never written:
+-- PostgreSQL 16 skips it (the WHERE), 15 refuses the statement (row-level security, an
+-- error that dao/sync.py rolls back to the savepoint before this statement);
+-- domain/sync.py answers both with a 403.
 -- Only rows whose values differ are updated, so a repeated batch writes nothing. The
 -- conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
 -- lever 6). is_active/deleted_at are written on insert only (inherited from the nearest
@@ -271,9 +273,10 @@ SELECT idx, is_active FROM by_natural_key;
 
 -- name: upsert_assemblies_by_guid
 -- Upsert a batch of assemblies of one tenant, by guid: an item updates the stored row with
--- its guid or is inserted with it. A stored row of another tenant is never written: row-
--- level security refuses an ON CONFLICT DO UPDATE that reaches one (an error, which
--- dao/sync.py turns into a 403 after rolling back to the savepoint before this statement).
+-- its guid or is inserted with it. A stored row of another tenant is never written:
+-- PostgreSQL 16 skips it (the WHERE), 15 refuses the statement (row-level security, an
+-- error that dao/sync.py rolls back to the savepoint before this statement);
+-- domain/sync.py answers both with a 403.
 -- Only rows whose values differ are updated, so a repeated batch writes nothing. The
 -- conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
 -- lever 6). is_active/deleted_at are written on insert only (inherited from the nearest
@@ -409,9 +412,10 @@ SELECT idx, is_active FROM by_natural_key;
 
 -- name: upsert_pieces_by_guid
 -- Upsert a batch of pieces of one tenant, by guid: an item updates the stored row with its
--- guid or is inserted with it. A stored row of another tenant is never written: row-level
--- security refuses an ON CONFLICT DO UPDATE that reaches one (an error, which dao/sync.py
--- turns into a 403 after rolling back to the savepoint before this statement).
+-- guid or is inserted with it. A stored row of another tenant is never written: PostgreSQL
+-- 16 skips it (the WHERE), 15 refuses the statement (row-level security, an error that
+-- dao/sync.py rolls back to the savepoint before this statement); domain/sync.py answers
+-- both with a 403.
 -- Only rows whose values differ are updated, so a repeated batch writes nothing. The
 -- conflict check is a direct unique-index probe per item, never a join (BENCHMARKS.md,
 -- lever 6). is_active/deleted_at are written on insert only (inherited from the nearest

@@ -229,3 +229,31 @@ def post(caller, kind, items):
 def ok(response):
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.json
+
+
+# Command-line helpers (pieces-service and python -m devtools).
+
+def raw_url(url) -> str:
+    """A URL as the user would write it (str(URL) would hide the password)."""
+    return url.render_as_string(hide_password=False).replace("postgresql+psycopg2", "postgresql")
+
+
+def run_main(capsys, main, *argv, **env):
+    """`main(argv, env=env)` in this process -> (exit status, stdout, stderr)."""
+    try:
+        status = main(list(argv), env=env)
+    except SystemExit as exc:  # argparse usage errors and --help
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def assert_one_line_error(status, err, expected_status, *fragments, prog):
+    """The command failed with `expected_status` and one line on stderr from `prog`."""
+    assert status == expected_status, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(prog), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0], err

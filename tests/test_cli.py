@@ -5,6 +5,7 @@ tested in tests/test_devtools.py.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -21,34 +22,18 @@ from pieces_service.auth import Principal, Role, decode_token
 from pieces_service.config import JWTSettings
 from pieces_service.migrate import connect, head_version, migration_files
 
+from helpers import assert_one_line_error, raw_url, run_main
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET = "cli-test-secret-" + "s" * 32
 COMPANY = uuid.UUID("0b5c6a8e-2f44-4c1e-9d0a-6f1d2a3b4c5d")
 
 
-def raw(url) -> str:
-    """A URL as the user would write it (str(URL) would hide the password)."""
-    return url.render_as_string(hide_password=False).replace("postgresql+psycopg2", "postgresql")
-
-
 def run_cli(capsys, *argv, **env):
-    """main(argv) in this process -> (exit status, stdout, stderr)."""
-    try:
-        status = cli.main(list(argv), env=env)
-    except SystemExit as exc:  # argparse usage errors and --help
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
+    return run_main(capsys, cli.main, *argv, **env)
 
 
-def assert_one_line_error(status, err, expected_status, *fragments):
-    assert status == expected_status, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("pieces-service"), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], err
+assert_one_line_error = functools.partial(assert_one_line_error, prog="pieces-service")
 
 
 # --- token -----------------------------------------------------------------------------------
@@ -182,7 +167,7 @@ def empty_database(admin_conn, db_url):
 
 
 def test_migrate_applies_everything_once_and_then_nothing(capsys, empty_database):
-    env = {"DATABASE_URL": raw(empty_database)}
+    env = {"DATABASE_URL": raw_url(empty_database)}
     status, out, err = run_cli(capsys, "migrate", **env)
     assert status == 0, err
     assert f"{len(migration_files())} migration(s) applied" in out

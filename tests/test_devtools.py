@@ -2,6 +2,7 @@
 data (docs/running.md), on real PostgreSQL."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import subprocess
@@ -19,36 +20,18 @@ from pieces_service.auth import Principal, Role, decode_token
 from pieces_service.config import JWTSettings
 from pieces_service.migrate import connect, migrate, migration_files
 
-from helpers import TEST_SECRET
+from helpers import TEST_SECRET, assert_one_line_error, raw_url, run_main
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 SECRET = "devtools-test-secret-" + "s" * 32
 COMPANY = uuid.UUID("0b5c6a8e-2f44-4c1e-9d0a-6f1d2a3b4c5d")
 
 
-def raw(url) -> str:
-    """A URL as the user would write it (str(URL) would hide the password)."""
-    return url.render_as_string(hide_password=False).replace("postgresql+psycopg2", "postgresql")
-
-
 def run_devtools(capsys, *argv, **env):
-    """devtools' main(argv) in this process -> (exit status, stdout, stderr)."""
-    try:
-        status = devcli.main(list(argv), env=env)
-    except SystemExit as exc:  # argparse usage errors and --help
-        status = exc.code
-    out, err = capsys.readouterr()
-    return status, out, err
+    return run_main(capsys, devcli.main, *argv, **env)
 
 
-def assert_one_line_error(status, err, expected_status, *fragments):
-    assert status == expected_status, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("python -m devtools"), err
-    assert "Traceback" not in err
-    for fragment in fragments:
-        assert fragment in lines[0], err
+assert_one_line_error = functools.partial(assert_one_line_error, prog="python -m devtools")
 
 
 # --- the development secret and tokens -------------------------------------------------------
@@ -157,7 +140,7 @@ def empty_database(admin_conn, db_url):
 
 
 def test_demo_data_needs_a_migrated_database(capsys, empty_database):
-    env = {"DATABASE_URL": raw(empty_database)}
+    env = {"DATABASE_URL": raw_url(empty_database)}
     status, _, err = run_devtools(capsys, "demo-data", **env)
     assert_one_line_error(status, err, 1, "not migrated", "make migrate")
 
@@ -273,7 +256,7 @@ def test_loading_the_demo_data_again_changes_nothing(capsys, demo_conn, demo_db)
     db_url = demo_db[0]
     before = counts(demo_conn)
     assert demo.load(db_url) == []
-    status, out, err = run_devtools(capsys, "demo-data", DATABASE_URL=raw(db_url))
+    status, out, err = run_devtools(capsys, "demo-data", DATABASE_URL=raw_url(db_url))
     assert status == 0, err
     assert "already present" in out
     assert counts(demo_conn) == before

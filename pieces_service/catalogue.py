@@ -79,12 +79,6 @@ class Level:
         return tuple(f"{parent}_guid" for parent in self.parents)
 
     @property
-    def nearest_parents(self) -> tuple[str, ...]:
-        """The parents a row's active state is inherited from, nearest first: an optional
-        parent the item may leave out, then the next one up."""
-        return tuple(reversed(self.parents))
-
-    @property
     def descendants(self) -> tuple["Level", ...]:
         """The levels below, top-down (what a cascade from this level reaches)."""
         return tuple(level for level in LEVELS.values() if self.name in level.parents)
@@ -190,7 +184,6 @@ LEVELS: dict[str, Level] = {
     )
 }
 PIECE = LEVELS["piece"]
-BY_PLURAL: dict[str, Level] = {level.plural: level for level in LEVELS.values()}
 
 # A piece in a list (PieceResponse, SPEC §4), in the order of the SPEC.
 LIST_FIELDS = ("guid", "piece_id", "project_guid", "component_guid", "assembly_guid",

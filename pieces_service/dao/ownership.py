@@ -13,12 +13,12 @@ _Q = load_queries("ownership.sql")
 
 def guid_owner(conn: Connection, *, level: str, guid: uuid.UUID) -> uuid.UUID | None:
     """The tenant owning the `level` row `guid`, or None when no such row exists."""
-    return conn.exec_driver_sql(_Q["guid_owner"], {"entity": level, "guid": guid}).scalar()
+    return conn.exec_driver_sql(_Q["guid_owner"], {"level": level, "guid": guid}).scalar()
 
 
 def foreign_guids(conn: Connection, *, level: str, guids: Iterable[uuid.UUID],
                   tenant: uuid.UUID) -> set[uuid.UUID]:
     """The subset of `guids` (of `level` rows) that exist under another tenant than `tenant`."""
     rows = conn.exec_driver_sql(
-        _Q["foreign_guids"], {"entity": level, "guids": list(guids), "tenant": tenant})
+        _Q["foreign_guids"], {"level": level, "guids": list(guids), "tenant": tenant})
     return {row[0] for row in rows}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 
+import psycopg2.errors
 import pytest
 
 from helpers import Caller, Seeder, make_config
@@ -116,3 +117,16 @@ def app_factory(db_url):
             engine.dispose()
 
 
+@pytest.fixture
+def empty_database(admin_conn, db_url):
+    """A new, unmigrated database on the test server, dropped afterwards (skipped when the
+    test role may not create databases)."""
+    name = f"pieces_empty_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    try:
+        with admin_conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{name}"')
+    except psycopg2.errors.InsufficientPrivilege:
+        pytest.skip("the test database's role may not create databases")
+    yield db_url.set(database=name)
+    with admin_conn.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

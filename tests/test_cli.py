@@ -14,7 +14,6 @@ import textwrap
 import uuid
 from pathlib import Path
 
-import psycopg2
 import pytest
 
 from pieces_service import cli
@@ -151,20 +150,6 @@ def test_the_service_never_imports_the_development_tools():
 
 
 # --- migrate ---------------------------------------------------------------------------------
-
-@pytest.fixture
-def empty_database(admin_conn, db_url):
-    """A new, unmigrated database on the test server (dropped afterwards)."""
-    name = f"pieces_cli_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin_conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    except psycopg2.errors.InsufficientPrivilege:
-        pytest.skip("the test database's role may not create databases")
-    yield db_url.set(database=name)
-    with admin_conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
 
 def test_migrate_applies_everything_once_and_then_nothing(capsys, empty_database):
     env = {"DATABASE_URL": raw_url(empty_database)}

@@ -125,20 +125,6 @@ def test_python_m_devtools_runs_from_the_project_directory():
 
 # --- migrate and demo-data -------------------------------------------------------------------
 
-@pytest.fixture
-def empty_database(admin_conn, db_url):
-    """A new, unmigrated database on the test server (dropped afterwards)."""
-    name = f"pieces_devtools_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin_conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    except psycopg2.errors.InsufficientPrivilege:
-        pytest.skip("the test database's role may not create databases")
-    yield db_url.set(database=name)
-    with admin_conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def test_demo_data_needs_a_migrated_database(capsys, empty_database):
     env = {"DATABASE_URL": raw_url(empty_database)}
     status, _, err = run_devtools(capsys, "demo-data", **env)

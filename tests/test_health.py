@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import shutil
 import socket
-import uuid
 
 import pytest
-from psycopg2 import errors as pg_errors
 
 from helpers import make_config
 from pieces_service import create_app
@@ -43,34 +41,20 @@ def test_readyz_when_database_unreachable(app_without_database):
     assert response.headers["Retry-After"]
 
 
-@pytest.fixture
-def scratch_database(db_url, admin_conn):
-    """A new, empty database on the test server (skipped without CREATEDB)."""
-    name = f"pieces_scratch_{uuid.uuid4().hex[:12]}"
-    with admin_conn.cursor() as cur:
-        try:
-            cur.execute(f'CREATE DATABASE "{name}"')
-        except pg_errors.InsufficientPrivilege:
-            pytest.skip("the test database role may not create databases")
-    yield db_url.set(database=name)
-    with admin_conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def test_readyz_when_migrations_never_ran(scratch_database):
-    response = create_app(make_config(scratch_database)).test_client().get("/readyz")
+def test_readyz_when_migrations_never_ran(empty_database):
+    response = create_app(make_config(empty_database)).test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json == {
         "detail": "Database has no schema_migrations table; run the migrations."}
 
 
-def test_readyz_when_schema_is_behind_head(scratch_database, tmp_path):
+def test_readyz_when_schema_is_behind_head(empty_database, tmp_path):
     *older, newest = migration_files()
     for path in older:
         shutil.copy(path, tmp_path / path.name)
-    migrate(database_url(scratch_database.render_as_string(hide_password=False)), tmp_path,
+    migrate(database_url(empty_database.render_as_string(hide_password=False)), tmp_path,
             echo=lambda *_: None)
-    response = create_app(make_config(scratch_database)).test_client().get("/readyz")
+    response = create_app(make_config(empty_database)).test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json == {
         "detail": f"Database schema is at {older[-1].stem}, this build needs {newest.stem}; "
@@ -104,17 +88,17 @@ def test_readyz_is_503_for_a_bare_database_error(client, monkeypatch, invalidate
     assert response.json == {"detail": detail}
 
 
-def test_readyz_tells_a_broken_schema_table_from_a_missing_one(scratch_database):
+def test_readyz_tells_a_broken_schema_table_from_a_missing_one(empty_database):
     """Any other ProgrammingError is not reported as "no schema_migrations table"."""
     from pieces_service.migrate import connect
 
-    conn = connect(scratch_database)
+    conn = connect(empty_database)
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute("CREATE TABLE schema_migrations (something_else int)")
     finally:
         conn.close()
-    response = create_app(make_config(scratch_database)).test_client().get("/readyz")
+    response = create_app(make_config(empty_database)).test_client().get("/readyz")
     assert response.status_code == 503
     assert response.json == {"detail": "Database check failed."}

@@ -118,15 +118,28 @@ def app_factory(db_url):
 
 
 @pytest.fixture
-def empty_database(admin_conn, db_url):
-    """A new, unmigrated database on the test server, dropped afterwards (skipped when the
-    test role may not create databases)."""
-    name = f"pieces_empty_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    try:
-        with admin_conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    except psycopg2.errors.InsufficientPrivilege:
-        pytest.skip("the test database's role may not create databases")
-    yield db_url.set(database=name)
+def new_database(admin_conn, db_url):
+    """`new_database()` -> the URL of a new, empty database on the test server (all dropped
+    after the test; skipped when the test role may not create databases)."""
+    made = []
+
+    def factory():
+        name = f"pieces_empty_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+        try:
+            with admin_conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{name}"')
+        except psycopg2.errors.InsufficientPrivilege:
+            pytest.skip("the test database's role may not create databases")
+        made.append(name)
+        return db_url.set(database=name)
+
+    yield factory
     with admin_conn.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for name in made:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database(new_database):
+    """One new, unmigrated database (see `new_database`)."""
+    return new_database()

@@ -13,12 +13,12 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import psycopg2
 import pytest
 
+from helpers import raw_url
 from pieces_service import cli
 from pieces_service import migrate as migrate_module
 from pieces_service.migrate import (HEADER, MigrationError, connect, head_version,
@@ -30,32 +30,6 @@ REPO = Path(__file__).resolve().parent.parent
 
 def QUIET(*_):
     """An `echo` that prints nothing."""
-
-
-def raw(url) -> str:
-    return url.render_as_string(hide_password=False).replace("postgresql+psycopg2", "postgresql")
-
-
-@pytest.fixture
-def new_database(admin_conn, db_url):
-    """`new_database()` -> the URL of a new, empty database on the test server (all dropped
-    after the test)."""
-    made = []
-
-    def factory():
-        name = f"pieces_mig_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        try:
-            with admin_conn.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{name}"')
-        except psycopg2.errors.InsufficientPrivilege:
-            pytest.skip("the test database's role may not create databases")
-        made.append(name)
-        return db_url.set(database=name)
-
-    yield factory
-    with admin_conn.cursor() as cur:
-        for name in made:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def query(url, sql, params=None):
@@ -163,7 +137,7 @@ def test_an_installed_service_migrates_an_empty_database(tmp_path, new_database)
     elsewhere.mkdir()
     # -S: no site module, so no .pth file runs (the editable install's finder is one).
     result = subprocess.run(
-        [sys.executable, "-S", "-c", INSTALLED_RUN, str(target), str(REPO), raw(url),
+        [sys.executable, "-S", "-c", INSTALLED_RUN, str(target), str(REPO), raw_url(url),
          *site.getsitepackages()],
         capture_output=True, text=True, env=env, cwd=elsewhere, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -208,7 +182,7 @@ def test_the_cli_reports_missing_migrations_in_one_line(tmp_path, new_database, 
     url = new_database()
     monkeypatch.setattr(migrate_module, "migrate",
                         functools.partial(migrate, directory=tmp_path))
-    status = cli.main(["migrate"], env={"DATABASE_URL": raw(url)})
+    status = cli.main(["migrate"], env={"DATABASE_URL": raw_url(url)})
     out, err = capsys.readouterr()
     assert status == 1
     assert "already up to date" not in out

@@ -1,16 +1,13 @@
 """The service's errors and their HTTP statuses, in one place.
 
 The domain layer (`pieces_service.domain`) and the database plumbing (`db`) raise these;
-one Flask error handler (`extensions.Api`) turns each into `{"detail": …}` with the status
+one Flask error handler (`web.extensions.Api`) turns each into `{"detail": …}` with the status
 from `STATUS`. Database exceptions are classified once, by `from_database`.
 """
 from __future__ import annotations
 
-import logging
-
 import psycopg2.errors
-
-log = logging.getLogger(__name__)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 
 class ServiceError(Exception):
@@ -89,35 +86,17 @@ def from_database(exc: BaseException, *, disconnected: bool) -> ServiceError:
     `disconnected`: the connection was lost (the caller has already discarded it).
     """
     orig = getattr(exc, "orig", None) or exc
-    if disconnected:
-        return DatabaseUnavailable("Database unavailable", headers={"Retry-After": "1"})
-    if isinstance(orig, psycopg2.errors.TransactionRollbackError):
-        return ConcurrentChange("A concurrent change touched the same rows; nothing was "
-                                "written. Retry the request.")
-    if isinstance(orig, psycopg2.IntegrityError):
-        constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
-        return Conflict("The request conflicts with existing rows"
-                        + (f" (constraint {constraint})" if constraint else "")
-                        + "; nothing was written.")
-    if isinstance(orig, (psycopg2.OperationalError, psycopg2.InterfaceError)) \
-            or _is_pool_timeout(exc):
-        # Could not connect, statement_timeout, the pool is exhausted.
-        return DatabaseUnavailable("Database unavailable", headers={"Retry-After": "1"})
-    return DatabaseFailure("Internal server error")
-
-
-def _is_pool_timeout(exc: BaseException) -> bool:
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
-
-    return isinstance(exc, PoolTimeout)
-
-
-def log_database_error(error: ServiceError, cause: BaseException | None) -> None:
-    """One log line for a classified database error (no SQL parameters, no token)."""
-    name = type(getattr(cause, "orig", None) or cause).__name__ if cause else "unknown"
-    if isinstance(error, DatabaseUnavailable):
-        log.warning("database unavailable: %s", name)
-    elif isinstance(error, Conflict):
-        log.warning("write conflict: %s: %s", name, error.detail)
-    else:
-        log.error("database error: %s", name, exc_info=cause)
+    if not disconnected:
+        if isinstance(orig, psycopg2.errors.TransactionRollbackError):
+            return ConcurrentChange("A concurrent change touched the same rows; nothing was "
+                                    "written. Retry the request.")
+        if isinstance(orig, psycopg2.IntegrityError):
+            constraint = getattr(getattr(orig, "diag", None), "constraint_name", None)
+            return Conflict("The request conflicts with existing rows"
+                            + (f" (constraint {constraint})" if constraint else "")
+                            + "; nothing was written.")
+        if not (isinstance(orig, (psycopg2.OperationalError, psycopg2.InterfaceError))
+                or isinstance(exc, PoolTimeout)):
+            return DatabaseFailure("Internal server error")
+    # Lost, could not connect, statement_timeout, or no pooled connection came free.
+    return DatabaseUnavailable("Database unavailable", headers={"Retry-After": "1"})

@@ -11,10 +11,12 @@ from psycopg2.errorcodes import INSUFFICIENT_PRIVILEGE
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from ..catalogue import Level
+from ..catalogue import LEVELS, Level
 from . import load_queries
 
 _Q = load_queries("sync.sql")
+# The levels that have rows below them: those lock_parents reads.
+PARENT_LEVELS = tuple(name for name, level in LEVELS.items() if level.descendants)
 
 
 @dataclass(frozen=True)
@@ -37,8 +39,7 @@ def lock_parents(conn: Connection, *, tenant: uuid.UUID,
     (level name, guid), locked FOR SHARE."""
     rows = conn.exec_driver_sql(_Q["lock_parents"], {
         "tenant": tenant,
-        **{f"{name}_guids": sorted(set(guids.get(name, ())))
-           for name in ("project", "component", "assembly")},
+        **{f"{name}_guids": sorted(set(guids.get(name, ()))) for name in PARENT_LEVELS},
     })
     return {(row.level, row.guid): ParentRow(*row) for row in rows}
 

@@ -21,6 +21,10 @@ MAX_CODE_LENGTH = 255
 MAX_TEXT_LENGTH = 1000
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 
+# The id of the transaction that last wrote the row (migration 0004; a trigger sets it). The
+# change feed orders by it; no response carries it.
+CHANGE_COLUMN = "change_xid"
+
 Kind = Literal["code", "text", "integer"]
 SQL_TYPE = {"code": "text", "text": "text", "integer": "integer", "uuid": "uuid",
             "boolean": "boolean", "timestamptz": "timestamptz"}
@@ -107,7 +111,16 @@ class Level:
             Column("deleted_at", "timestamptz", True),
             Column("created_at", "timestamptz", False),
             Column("updated_at", "timestamptz", False),
+            Column(CHANGE_COLUMN, "xid8", False),
         )
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """What a read returns of a row of this level: every column but the change stamp
+        (for pieces, `DETAIL_FIELDS` orders them as the SPEC does)."""
+        if self.name == "piece":
+            return DETAIL_FIELDS
+        return tuple(column.name for column in self.columns if column.name != CHANGE_COLUMN)
 
 
 def _coded(code_example: str, name_example: str) -> tuple[Attribute, ...]:

@@ -343,6 +343,20 @@ WHERE company_guid = %(tenant)s
     return statements
 
 
+# --- changes.sql: the change feed -------------------------------------------------------
+
+def changes() -> list[str]:
+    """The change feed's statements (GET /api/v1/changes/<level>)."""
+    return []
+
+
+# --- export.sql: the streaming export ---------------------------------------------------
+
+def export() -> list[str]:
+    """The streaming export's statements (GET /api/v1/pieces/export)."""
+    return []
+
+
 def files() -> dict[str, str]:
     """{file name: its whole text} of every rendered file."""
     sync = [lock_parents(), *SAVEPOINTS]
@@ -355,9 +369,11 @@ def files() -> dict[str, str]:
         "pieces.sql": [list_pieces(), list_pieces_deep(), get_piece()],
         "sync.sql": sync,
         "hierarchy.sql": hierarchy,
+        "changes.sql": changes(),
+        "export.sql": export(),
     }
     return {name: HEADER + "\n" + "\n".join(statements)
-            for name, statements in rendered.items()}
+            for name, statements in rendered.items() if statements}
 
 
 def stale(directory: Path = SQL_DIR) -> list[str]:

@@ -67,26 +67,31 @@ def list_page(reads: OneMessageReads, principal: Principal, query: ListQuery) ->
         component_guid=query.component_guid, assembly_guid=query.assembly_guid,
         include_inactive=query.include_inactive, limit=query.limit, offset=query.offset,
         after=decode_cursor(query.cursor) if query.cursor else None)
-    _check_parents(page, query)
+    check_parents(page, query)
     full = page.row_count == query.limit and page.last_key
     return Page(page.body, encode_cursor(page.last_key) if full else None)
 
 
-def _check_parents(page: pieces_dao.PiecePage, query: ListQuery) -> None:
+def check_parents(found, query) -> None:
+    """The SPEC §4 error for the first of `query`'s parent filters (its `project_guid`,
+    `component_guid`, `assembly_guid`) that fails, judged from `found`: the parent-check
+    columns of the list statement (`PiecePage`) or of the export's (the same names).
+    Checks in the order project, component (then its project), assembly (then its
+    component, then its project)."""
     project, component, assembly = query.project_guid, query.component_guid, query.assembly_guid
-    if project and not page.project_found:
+    if project and not found.project_found:
         raise NotFound(f"Project with GUID {project} not found or not accessible.")
     if component:
-        if not page.component_found:
+        if not found.component_found:
             raise NotFound(f"Component with GUID {component} not found or not accessible.")
-        if project and page.component_project_guid != project:
+        if project and found.component_project_guid != project:
             raise BadRequest(f"Component {component} does not belong to project {project}.")
     if assembly:
-        if not page.assembly_found:
+        if not found.assembly_found:
             raise NotFound(f"Assembly with GUID {assembly} not found or not accessible.")
-        if component and page.assembly_component_guid != component:
+        if component and found.assembly_component_guid != component:
             raise BadRequest(f"Assembly {assembly} does not belong to component {component}.")
-        if project and page.assembly_project_guid != project:
+        if project and found.assembly_project_guid != project:
             raise BadRequest(f"Assembly {assembly} does not belong to project {project}.")
 
 

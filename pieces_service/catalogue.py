@@ -114,6 +114,10 @@ class Level:
             Column(CHANGE_COLUMN, "xid8", False),
         )
 
+    def column(self, name: str) -> Column:
+        """The column `name` of this level's table."""
+        return next(column for column in self.columns if column.name == name)
+
     @property
     def fields(self) -> tuple[str, ...]:
         """What a read returns of a row of this level: every column but the change stamp
@@ -212,4 +216,4 @@ REQUIRED_DETAIL_FIELDS = ("guid", "piece_id", "project_guid", "component_guid",
 
 def piece_column(name: str) -> Column:
     """The `pieces` column `name`."""
-    return next(column for column in PIECE.columns if column.name == name)
+    return PIECE.column(name)

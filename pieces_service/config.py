@@ -118,8 +118,11 @@ class Config:
     db_pool_timeout_seconds: int = 5
     db_connect_timeout_seconds: int = 3
     statement_timeout_ms: int = 5000
+    cascade_timeout_ms: int = 25000
     idle_in_transaction_timeout_ms: int = 10000
     max_body_bytes: int = 16 * 1024 * 1024
+    # The export's own time limit (GET /api/v1/pieces/export), not statement_timeout.
+    export_timeout_s: int = 300
     sync_max_items: int = 1000
     debug: bool = False
     log_level: str = "INFO"
@@ -142,10 +145,12 @@ class Config:
             db_pool_timeout_seconds=_int(env, "PIECES_DB_POOL_TIMEOUT_SECONDS", 5, 1, 120),
             db_connect_timeout_seconds=_int(env, "PIECES_DB_CONNECT_TIMEOUT_SECONDS", 3, 1, 60),
             statement_timeout_ms=_int(env, "PIECES_STATEMENT_TIMEOUT_MS", 5000, 100, 600000),
+            cascade_timeout_ms=_int(env, "PIECES_CASCADE_TIMEOUT_MS", 25000, 100, 600000),
             idle_in_transaction_timeout_ms=_int(
                 env, "PIECES_IDLE_IN_TRANSACTION_TIMEOUT_MS", 10000, 100, 600000
             ),
             max_body_bytes=_int(env, "PIECES_MAX_BODY_BYTES", 16 * 1024 * 1024, 1024, 1 << 30),
+            export_timeout_s=_int(env, "PIECES_EXPORT_TIMEOUT_S", 300, 1, 86400),
             debug=env.get("PIECES_DEBUG", "").strip().lower() in ("1", "true", "yes"),
             log_level=_log_level(env),
             port=_int(env, "PORT", 8000, 1, 65535),

@@ -140,6 +140,13 @@ def set_tenant(conn: Connection, tenant: uuid.UUID) -> None:
                          {"tenant": str(tenant)})
 
 
+def set_statement_timeout(conn: Connection, milliseconds: int) -> None:
+    """Give the rest of the current transaction another `statement_timeout` (a cascade over
+    many rows: PIECES_CASCADE_TIMEOUT_MS)."""
+    conn.exec_driver_sql("SELECT set_config('statement_timeout', %(timeout)s, true)",
+                         {"timeout": f"{int(milliseconds)}ms"})
+
+
 @contextmanager
 def _classified() -> Iterator[None]:
     """Database exceptions leave as the service's errors (`errors.from_database`)."""
@@ -233,3 +240,94 @@ def _rollback(conn: Connection) -> None:
         conn.exec_driver_sql("ROLLBACK")
     except Exception:
         conn.invalidate()
+
+
+# --- streaming reads (the export) ----------------------------------------------------------
+
+class StreamingRead:
+    """A read-only transaction as `pieces_app` scoped to one tenant, on a pooled connection
+    of its own, that outlives the view: a streamed response reads from it batch by batch
+    after the view has returned. Open it with `streaming_read`.
+
+    `close()` ends it at once: ROLLBACK (a read-only transaction has nothing to commit, and
+    ending it closes its cursors), then the connection goes back to the pool, or is discarded
+    when it was lost or the ROLLBACK failed. Idempotent. The stream's owner calls it when
+    the stream ends, fails, or is closed by the server (the client went away).
+    """
+
+    __slots__ = ("_engine", "_pooled", "_cursor")
+
+    def __init__(self, engine: Engine, pooled, cursor):
+        self._engine = engine
+        self._pooled = pooled
+        self._cursor = cursor
+
+    def fetch_all(self, statement: str, params: dict, *, timeout_ms: int | None = None,
+                  ) -> list[tuple]:
+        """The rows of `statement` (of its last statement, for several), run with
+        `statement_timeout` set to `timeout_ms` when given (sent in the same message).
+        Database errors leave as `errors.from_database` classifies them."""
+        if self._pooled is None:
+            raise RuntimeError("streaming read used after close()")
+        if timeout_ms is not None:
+            statement = _STREAM_TIMEOUT + statement
+            params = {**params, "stream_timeout": f"{max(1, int(timeout_ms))}ms"}
+        try:
+            self._cursor.execute(statement, params)
+            return self._cursor.fetchall() if self._cursor.description else []
+        except psycopg2.Error as exc:
+            connection = self._pooled.dbapi_connection
+            disconnected = connection is None or bool(connection.closed) \
+                or self._engine.dialect.is_disconnect(exc, connection, None)
+            if disconnected:
+                self._pooled.invalidate(exc)
+            raise errors.from_database(exc, disconnected=disconnected) from exc
+
+    def close(self) -> None:
+        """ROLLBACK and give the connection back (or discard it); a no-op the second time."""
+        pooled, self._pooled = self._pooled, None
+        if pooled is None:
+            return
+        try:
+            connection = pooled.dbapi_connection
+            if connection is None or connection.closed:
+                pooled.invalidate()
+            else:
+                self._cursor.execute("ROLLBACK")
+        except Exception as exc:  # never pool a connection whose transaction may be open
+            pooled.invalidate(exc)
+        finally:
+            try:
+                self._cursor.close()
+            except psycopg2.Error:
+                pass
+            pooled.close()
+
+
+# Sent before a statement in the same message: that statement's own statement_timeout.
+_STREAM_TIMEOUT = "SELECT set_config('statement_timeout', %(stream_timeout)s, true);\n"
+
+
+def streaming_read(tenant: uuid.UUID, *, time_limit_ms: int) -> StreamingRead:
+    """Open a `StreamingRead` for `tenant`: the setup of `transaction(tenant, readonly=True)`
+    (BEGIN READ ONLY, role `pieces_app`, UTC, the tenant for row-level security), with
+    `statement_timeout` and `idle_in_transaction_session_timeout` at `time_limit_ms` (the
+    stream's own limit, instead of the request's). The caller must `close()` it."""
+    engine = get_engine()
+    setup = _SETUP.format(mode="READ ONLY", statement_timeout=int(time_limit_ms),
+                          idle_timeout=int(time_limit_ms))
+    try:
+        pooled = engine.raw_connection()
+    except (psycopg2.Error, sa_exc.SQLAlchemyError) as exc:  # could not connect, pool timeout
+        raise errors.from_database(exc, disconnected=False) from exc
+    try:
+        stream = StreamingRead(engine, pooled, pooled.cursor())
+    except BaseException:
+        pooled.close()
+        raise
+    try:
+        stream.fetch_all(setup, {"tenant": str(tenant)})
+    except BaseException:
+        stream.close()
+        raise
+    return stream

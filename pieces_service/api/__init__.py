@@ -1,9 +1,9 @@
 """HTTP resources, one blueprint per resource."""
 from __future__ import annotations
 
-from . import audit, hierarchy, pieces, sync
+from . import audit, changes, hierarchy, pieces, sync
 
-RESOURCES = (pieces, hierarchy, sync, audit)
+RESOURCES = (pieces, hierarchy, sync, changes, audit)
 
 
 def register_blueprints(api) -> None:

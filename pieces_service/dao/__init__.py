@@ -4,9 +4,10 @@ Every DAO function takes its connection first and keyword-only arguments after i
 `tenant=` is always explicit and every statement carries it as a predicate (row-level
 security is the second wall). They never commit: the caller's transaction does.
 
-`sql/audit.sql`, `health.sql` and `ownership.sql` are written by hand; `pieces.sql`,
-`sync.sql` and `hierarchy.sql` are rendered from the catalogue by `render.py` and checked
-in, so every statement that runs can be read in the repository as it is sent.
+`sql/audit.sql`, `health.sql`, `keys.sql` and `ownership.sql` are written by hand; the
+others (`pieces.sql`, `sync.sql`, `hierarchy.sql`, `changes.sql`, `export.sql`) are rendered
+from the catalogue by `render.py` and checked in, so every statement that runs can be read
+in the repository as it is sent.
 """
 from __future__ import annotations
 

@@ -345,9 +345,47 @@ WHERE company_guid = %(tenant)s
 
 # --- changes.sql: the change feed -------------------------------------------------------
 
+def changes_page(level: Level) -> str:
+    fields = _lines((f"t.{name}" for name in level.fields), 15)
+    return _statement(f"changes_{level.plural}", f"""
+One page of the change feed of {level.plural}: the tenant's rows written after the position
+(after_xid, after_guid) in (change_xid, guid) order, each in full (soft deletes too: the
+tombstone is the row with is_active false), as a JSON array built by PostgreSQL.
+
+Commit-safe: only rows whose change_xid is below the snapshot's xmin are served. Every
+transaction below xmin has ended, so no row can later commit with a change_xid at or before
+the returned position; a transaction still open shows up on a later page. NULL after_xid:
+from the beginning. One range scan of {level.table}_changes_idx; a caught-up poll is one
+probe. last_key ("<change_xid> <guid>" of the last row) is the next position.
+""", f"""\
+WITH page AS (
+    SELECT t.change_xid,
+           t.guid AS position_guid,
+           item
+    FROM {level.table} AS t
+    CROSS JOIN LATERAL (
+        SELECT {fields}
+    ) AS item
+    WHERE t.company_guid = %(tenant)s
+      AND (%(after_xid)s::xid8 IS NULL
+           OR (t.change_xid, t.guid) > (%(after_xid)s::xid8, %(after_guid)s::uuid))
+      AND t.change_xid < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY t.change_xid,
+             t.guid
+    LIMIT %(limit)s
+)
+SELECT (SELECT count(*) FROM page) AS row_count,
+       (SELECT change_xid || ' ' || position_guid
+        FROM page
+        ORDER BY change_xid DESC, position_guid DESC
+        LIMIT 1) AS last_key,
+       (SELECT coalesce(json_agg(item ORDER BY change_xid, position_guid), '[]')::text
+        FROM page) AS body""")
+
+
 def changes() -> list[str]:
     """The change feed's statements (GET /api/v1/changes/<level>)."""
-    return []
+    return [changes_page(level) for level in LEVELS.values()]
 
 
 # --- export.sql: the streaming export ---------------------------------------------------

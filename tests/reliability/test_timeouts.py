@@ -1,8 +1,10 @@
 """Statement and idle-in-transaction timeouts (PIECES_STATEMENT_TIMEOUT_MS,
-PIECES_IDLE_IN_TRANSACTION_TIMEOUT_MS) are set per transaction; a statement cut by them is a
+PIECES_IDLE_IN_TRANSACTION_TIMEOUT_MS, and PIECES_CASCADE_TIMEOUT_MS for a cascade's
+statements) are set per transaction; a statement cut by them is a
 503 `Database unavailable`, never a 500, and the pooled connection is fine afterwards."""
 from __future__ import annotations
 
+import threading
 import time
 
 from helpers import assert_error, make_token
@@ -27,7 +29,8 @@ def test_settings_are_transaction_local_for_the_app_role(app_factory, tenant):
 
 def test_statement_blocked_past_the_timeout_is_503_and_the_pool_recovers(
         app_factory, db_url, seed, tenant, admin_conn):
-    app = app_factory(statement_timeout_ms=100, db_pool_size=1, db_max_overflow=0)
+    app = app_factory(statement_timeout_ms=100, cascade_timeout_ms=100, db_pool_size=1,
+                      db_max_overflow=0)
     client = app.test_client()
     tree = seed.tree(tenant, pieces_per_assembly=1)
     piece = tree.pieces[0]
@@ -43,6 +46,25 @@ def test_statement_blocked_past_the_timeout_is_503_and_the_pool_recovers(
     for _ in range(3):
         assert client.get(f"/api/v1/pieces/{piece}", headers=headers).status_code == 200
     assert client.delete(f"/api/v1/pieces/{piece}", headers=headers).status_code == 204
+
+
+def test_a_cascade_runs_under_its_own_timeout(app_factory, db_url, seed, tenant):
+    """PIECES_CASCADE_TIMEOUT_MS, not the request's statement timeout, limits a cascade
+    (100,000 pieces take seconds): a delete that waits 0.5 s on a row lock, ten times the
+    statement timeout, still succeeds."""
+    app = app_factory(statement_timeout_ms=50, cascade_timeout_ms=20000)
+    client = app.test_client()
+    tree = seed.tree(tenant, pieces_per_assembly=1)
+    headers = {"Authorization": "Bearer " + make_token(tenant, "CompanyAdmin")}
+    with row_lock(db_url, "SELECT 1 FROM pieces WHERE guid = %s FOR UPDATE",
+                  (str(tree.pieces[0]),)) as holder:
+        release = threading.Timer(0.5, holder.rollback)
+        release.start()
+        started = time.monotonic()
+        response = client.delete(f"/api/v1/assemblies/{tree.assembly}", headers=headers)
+        release.join()
+    assert response.status_code == 204, response.get_data(as_text=True)
+    assert time.monotonic() - started >= 0.5
 
 
 def test_slow_read_is_cancelled_as_503(app_factory, tenant, monkeypatch):

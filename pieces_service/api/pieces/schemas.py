@@ -12,7 +12,7 @@ from ...web.extensions import Schema
 
 MAX_OFFSET = 2**63 - 1
 
-_FIELD_OF_TYPE = {
+FIELD_OF_TYPE = {
     "uuid": ma.fields.UUID,
     "text": ma.fields.String,
     "integer": ma.fields.Integer,
@@ -60,8 +60,8 @@ class PieceDetailArgs(Schema):
 def _response_field(name: str) -> ma.fields.Field:
     column = piece_column(name)
     if name in REQUIRED_DETAIL_FIELDS:
-        return _FIELD_OF_TYPE[column.sql_type](required=True)
-    return _FIELD_OF_TYPE[column.sql_type](allow_none=True)
+        return FIELD_OF_TYPE[column.sql_type](required=True)
+    return FIELD_OF_TYPE[column.sql_type](allow_none=True)
 
 
 PieceResponse = Schema.from_dict({name: _response_field(name) for name in LIST_FIELDS},

@@ -1,0 +1,1 @@
+from . import resources  # noqa: F401

@@ -66,3 +66,11 @@ def child_exit(server, worker):
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """Let long requests (the streaming export) report to the arbiter between batches, so
+    that `timeout` measures silence, not the length of a response (web/heartbeat.py)."""
+    from pieces_service.web import heartbeat
+
+    heartbeat.set_notifier(worker.notify)

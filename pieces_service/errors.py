@@ -59,6 +59,10 @@ class DatabaseUnavailable(ServiceError):
     """The database could not be reached, dropped the connection or timed out."""
 
 
+class NotAcceptable(ServiceError):
+    """No representation the endpoint offers is acceptable to the caller (its `Accept`)."""
+
+
 STATUS: dict[type[ServiceError], int] = {
     BadRequest: 400,
     Forbidden: 403,
@@ -69,6 +73,7 @@ STATUS: dict[type[ServiceError], int] = {
     IntegrityAlarm: 500,
     DatabaseFailure: 500,
     DatabaseUnavailable: 503,
+    NotAcceptable: 406,
 }
 
 

@@ -390,9 +390,81 @@ def changes() -> list[str]:
 
 # --- export.sql: the streaming export ---------------------------------------------------
 
+_EXPORT_FILTERS = """\
+WHERE t.company_guid = %(tenant)s
+  AND (%(project_guid)s::uuid IS NULL OR t.project_guid = %(project_guid)s)
+  AND (%(component_guid)s::uuid IS NULL OR t.component_guid = %(component_guid)s)
+  AND (%(assembly_guid)s::uuid IS NULL OR t.assembly_guid = %(assembly_guid)s)
+  AND (t.is_active OR %(include_inactive)s)
+ORDER BY t.created_at,
+         t.guid"""
+
+
+def _csv_value(name: str) -> str:
+    """The CSV field of column `name` as text, NULL for an empty field (array_to_string
+    writes NULL as nothing). Text is quoted as RFC 4180 has it when it holds a comma, a
+    quote, CR or LF, and when it is empty (so "" is an empty string, nothing is NULL);
+    timestamps are the JSON's ISO 8601 text; booleans true/false; uuids and integers as
+    PostgreSQL writes them."""
+    column = f"t.{name}"
+    sql_type = _sql_type(LEVELS["piece"], name)
+    if sql_type == "text":
+        return (f"CASE WHEN {column} = '' OR {column} ~ '[\",\\r\\n]'"
+                f" THEN '\"' || replace({column}, '\"', '\"\"') || '\"'"
+                f" ELSE {column} END")
+    if sql_type == "timestamptz":
+        return f"to_json({column}) #>> ARRAY[]::text[]"
+    return f"{column}::text"
+
+
+def _declare_export(name: str, doc: str, select: str, join: str = "") -> str:
+    return _statement(name, doc + """
+
+The cursor reads one snapshot in list order (created_at, guid): a range scan of the order
+index for the filters given, so rows stream without a sort, and each FETCH is a batch. Its
+transaction (read only, as pieces_app, the tenant set) ends with ROLLBACK, which closes it.
+""", f"""\
+DECLARE pieces_export NO SCROLL CURSOR FOR
+{select}
+FROM pieces AS t{join}
+{_EXPORT_FILTERS}""")
+
+
 def export() -> list[str]:
     """The streaming export's statements (GET /api/v1/pieces/export)."""
-    return []
+    parents = _PARENT_CHECKS.rstrip().rstrip(",")
+    json_fields = _lines((f"t.{name}" for name in DETAIL_FIELDS), 11)
+    csv_fields = _lines((_csv_value(name) for name in DETAIL_FIELDS), 11)
+    return [
+        _statement("export_parents", """
+The export's parent filters, checked as the list checks them (domain.pieces.check_parents
+reads these columns): each parent visible in the tenant (soft-deleted ones only with
+include_inactive), and the parents it names, to tell "does not belong" apart.
+""", f"""\
+{parents}
+SELECT EXISTS (SELECT FROM project) AS project_found,
+       EXISTS (SELECT FROM component) AS component_found,
+       (SELECT project_guid FROM component) AS component_project_guid,
+       EXISTS (SELECT FROM assembly) AS assembly_found,
+       (SELECT component_guid FROM assembly) AS assembly_component_guid,
+       (SELECT project_guid FROM assembly) AS assembly_project_guid"""),
+        _declare_export("export_pieces_ndjson", """
+The export as NDJSON: a cursor over the tenant's pieces with the list's filters, one
+PieceDetail JSON object per row, built by PostgreSQL from the detail's column list (the
+same JSON as the detail, GET /api/v1/pieces/<guid>).
+""", "SELECT row_to_json(detail)::text AS line", f"""
+CROSS JOIN LATERAL (
+    SELECT {json_fields}
+) AS detail"""),
+        _declare_export("export_pieces_csv", """
+The export as CSV: a cursor over the tenant's pieces with the list's filters, one CSV
+record per row (the detail's columns in its order, without the line end), built by
+PostgreSQL.
+""", f"""\
+SELECT array_to_string(ARRAY[
+           {csv_fields}
+       ], ',', '') AS line"""),
+    ]
 
 
 def files() -> dict[str, str]:

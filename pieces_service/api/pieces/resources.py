@@ -1,6 +1,9 @@
-"""GET /api/v1/pieces and GET /api/v1/pieces/{piece_guid}."""
+"""GET /api/v1/pieces, GET /api/v1/pieces/export and GET /api/v1/pieces/{piece_guid}."""
 from __future__ import annotations
 
+import csv
+import io
+import json
 import uuid
 
 from flask import Response, request, url_for
@@ -8,13 +11,17 @@ from flask.views import MethodView
 
 from ... import db
 from ...auth import READ_ROLES, require_roles
-from ...domain import pieces
+from ...catalogue import DETAIL_FIELDS
+from ...domain import export, pieces
+from ...errors import NotAcceptable
+from ...web import observability
 from ...web.extensions import Blueprint, ErrorSchema
 from .. import examples
-from .schemas import PieceDetail, PieceDetailArgs, PieceListArgs, PieceResponse
+from .schemas import (PieceDetail, PieceDetailArgs, PieceExportArgs, PieceListArgs,
+                      PieceResponse)
 
 blp = Blueprint("pieces", __name__, url_prefix="/api/v1/pieces",
-                description="Production pieces: list and detail.")
+                description="Production pieces: list, export and detail.")
 
 JSON = "application/json"
 
@@ -46,6 +53,84 @@ class PieceList(MethodView):
             args["cursor"] = page.next_cursor
             response.headers["Link"] = f'<{url_for("pieces.PieceList", **args)}>; rel="next"'
         return response
+
+
+# The export's representations: media type in Accept -> (format, Content-Type sent).
+EXPORT_TYPES = {
+    "application/x-ndjson": ("ndjson", "application/x-ndjson"),
+    "text/csv": ("csv", "text/csv; charset=utf-8"),
+}
+
+
+def _export_type() -> tuple[str, str]:
+    """The export's format and Content-Type for the request's Accept: NDJSON when it names
+    none (or any, `*/*`), CSV for `text/csv`; 406 when it allows neither."""
+    accept = request.accept_mimetypes
+    if not accept:
+        return EXPORT_TYPES["application/x-ndjson"]
+    best = accept.best_match(EXPORT_TYPES)
+    if best is None:
+        raise NotAcceptable("Not acceptable: the export is available as application/x-ndjson "
+                            "(the default) or text/csv.")
+    return EXPORT_TYPES[best]
+
+
+def _csv_example() -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(DETAIL_FIELDS)
+    writer.writerow(["" if value is None else str(value).lower() if isinstance(value, bool)
+                     else value for value in examples.PIECE_DETAIL.values()])
+    return out.getvalue()
+
+
+_EXPORT_CONTENT = {
+    "application/x-ndjson": {
+        "schema": {"type": "string", "description": "One PieceDetail JSON object per line, "
+                                                    "each line ending in \\n."},
+        "example": json.dumps(examples.PIECE_DETAIL) + "\n",
+    },
+    "text/csv": {
+        "schema": {"type": "string", "description": "A header record of the PieceDetail "
+                                                    "field names, then one record per piece "
+                                                    "(RFC 4180, CRLF line ends)."},
+        "example": _csv_example(),
+    },
+}
+
+
+@blp.route("/export")
+class PieceExport(MethodView):
+    @blp.arguments(PieceExportArgs(), location="query", as_kwargs=True)
+    @blp.doc(responses={"200": {
+        "description": "Every matching piece with every PieceDetail field, streamed in list "
+                       "order. Complete only when the chunked body ends properly: an export "
+                       "cut by its time limit (PIECES_EXPORT_TIMEOUT_S) or a failure ends "
+                       "without the terminating chunk.",
+        "content": _EXPORT_CONTENT,
+        "headers": {"Vary": {"description": "Accept", "schema": {"type": "string"}}},
+    }})
+    @blp.alt_response(400, schema=ErrorSchema, description="Parent filters do not chain")
+    @blp.alt_response(403, schema=ErrorSchema, description="company_guid not accessible")
+    @blp.alt_response(404, schema=ErrorSchema, description="Parent filter not found")
+    @blp.alt_response(406, schema=ErrorSchema,
+                      description="Accept allows neither application/x-ndjson nor text/csv")
+    @blp.alt_response(503, schema=ErrorSchema, description="Database unavailable")
+    @require_roles(READ_ROLES)
+    def get(self, *, principal, **query):
+        """Export pieces
+
+        The list's filters (`project_guid`, `component_guid`, `assembly_guid`,
+        `include_inactive`, `company_guid`) without paging: every matching piece, in list
+        order (`created_at`, then `guid`), with every PieceDetail field. NDJSON by default,
+        CSV with `Accept: text/csv`. Errors (400/403/404/406/503) come before the first
+        byte, as JSON.
+        """
+        fmt, content_type = _export_type()
+        body = export.start(principal, export.ExportQuery(**query), fmt,
+                            request_id=observability.request_id())
+        return Response(body, status=200, content_type=content_type, direct_passthrough=True,
+                        headers={"Vary": "Accept"})
 
 
 @blp.route("/<uuid:piece_guid>")

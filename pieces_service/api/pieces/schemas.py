@@ -57,6 +57,21 @@ class PieceDetailArgs(Schema):
     )
 
 
+class PieceExportArgs(Schema):
+    """Query arguments of GET /api/v1/pieces/export: the list's filters, and no window (every
+    matching piece is exported)."""
+
+    project_guid = ma.fields.UUID(metadata={"description": "Only pieces of this project."})
+    component_guid = ma.fields.UUID(metadata={"description": "Only pieces of this component."})
+    assembly_guid = ma.fields.UUID(metadata={"description": "Only pieces of this assembly."})
+    company_guid = ma.fields.UUID(
+        metadata={"description": "Tenant to export (SystemAdmin: any; others: their own)."}
+    )
+    include_inactive = ma.fields.Boolean(
+        load_default=False, metadata={"description": "Include soft-deleted pieces."}
+    )
+
+
 def _response_field(name: str) -> ma.fields.Field:
     column = piece_column(name)
     if name in REQUIRED_DETAIL_FIELDS:

@@ -1,0 +1,54 @@
+"""The export's reads: the parent checks, then a server-side cursor fetched in batches, all
+in one `db.StreamingRead` (one read-only transaction, one snapshot).
+
+The statements are in `sql/export.sql` (rendered from the catalogue). FETCH reads nothing
+but the cursor its transaction declared (with the tenant predicate), so it is kept here
+rather than in the file, whose statements each name their tenant.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from ..catalogue import DETAIL_FIELDS
+from . import load_queries
+
+_Q = load_queries("export.sql")
+FORMATS = ("ndjson", "csv")
+# The CSV header record: the detail's field names (none needs quoting).
+CSV_HEADER = ",".join(DETAIL_FIELDS)
+_FETCH = "FETCH FORWARD %(rows)s FROM pieces_export"
+
+
+@dataclass(frozen=True)
+class ParentChecks:
+    """The export's parent filters as the database found them (the list's columns)."""
+
+    project_found: bool
+    component_found: bool
+    component_project_guid: uuid.UUID | None
+    assembly_found: bool
+    assembly_component_guid: uuid.UUID | None
+    assembly_project_guid: uuid.UUID | None
+
+
+def open_cursor(stream, *, tenant: uuid.UUID, fmt: str, project_guid: uuid.UUID | None,
+                component_guid: uuid.UUID | None, assembly_guid: uuid.UUID | None,
+                include_inactive: bool) -> ParentChecks:
+    """Declare the export's cursor (`fmt`: "ndjson" or "csv") over `tenant`'s pieces with
+    these filters, and check the parent filters in the same message. `stream`: a
+    `db.StreamingRead`. Nothing is read from the cursor yet."""
+    params = {"tenant": tenant, "project_guid": project_guid,
+              "component_guid": component_guid, "assembly_guid": assembly_guid,
+              "include_inactive": include_inactive}
+    (row,) = stream.fetch_all(f"{_Q[f'export_pieces_{fmt}']};\n{_Q['export_parents']}",
+                              params)
+    return ParentChecks(*row)
+
+
+def fetch_lines(stream, *, rows: int, timeout_ms: int) -> list[str]:
+    """The cursor's next `rows` lines (fewer at its end, none after it): each a PieceDetail
+    JSON object or a CSV record, without its line end; the FETCH runs under
+    `statement_timeout` = `timeout_ms`."""
+    return [line for (line,) in stream.fetch_all(_FETCH, {"rows": int(rows)},
+                                                  timeout_ms=timeout_ms)]

@@ -1,4 +1,6 @@
-"""Conditional GETs: an ETag from the body bytes on list and detail, 304 on If-None-Match."""
+"""Conditional GETs: an ETag on list and detail (the hash of the body bytes for the detail;
+the list's comes from its change stamps, tests/api/test_list_revalidation.py), 304 on
+If-None-Match."""
 from __future__ import annotations
 
 import hashlib
@@ -26,7 +28,8 @@ def test_etag_is_the_hash_of_the_body_and_a_match_gives_304(as_tenant, tenant, u
     first = caller.client.get(urls[kind], headers=caller.headers)
     assert first.status_code == 200
     etag = first.headers["ETag"]
-    assert etag == quoted_blake2b(first.get_data())
+    if kind == "detail":
+        assert etag == quoted_blake2b(first.get_data())
     assert first.headers["Cache-Control"] == "private, no-cache"
 
     again = caller.client.get(urls[kind], headers={**caller.headers, "If-None-Match": etag})

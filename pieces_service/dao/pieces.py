@@ -10,6 +10,7 @@ from . import load_queries
 _Q = load_queries("pieces.sql")
 # From this offset on, skipping rows in an index-only scan beats reading them (BENCHMARKS.md).
 DEEP_OFFSET = 1000
+MAX_BIGINT = 2**63 - 1
 
 
 def list_statement(offset: int) -> str:
@@ -30,6 +31,24 @@ class PiecePage:
     row_count: int
     last_key: str | None  # "<created_at in µs since the epoch> <guid>" of the last row
     body: str
+    rows_in_range: int    # the validator: rows from the page's start to its last row,
+    newest_change: str | None  # ... their newest change_xid,
+    horizon: str          # ... and the snapshot's xmin (dao/render.py, _RANGE)
+
+
+@dataclass(frozen=True)
+class PageValidator:
+    """The list statement's parent checks and validator, without the page."""
+
+    project_found: bool
+    component_found: bool
+    component_project_guid: uuid.UUID | None
+    assembly_found: bool
+    assembly_component_guid: uuid.UUID | None
+    assembly_project_guid: uuid.UUID | None
+    rows_in_range: int
+    newest_change: str | None
+    horizon: str
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,27 @@ def list_pieces(
     return PiecePage(*row)
 
 
+def list_validator(
+    reads,
+    *,
+    tenant: uuid.UUID,
+    project_guid: uuid.UUID | None,
+    component_guid: uuid.UUID | None,
+    assembly_guid: uuid.UUID | None,
+    include_inactive: bool,
+    limit: int,
+    offset: int,
+    after: tuple[int, uuid.UUID] | None = None,
+) -> PageValidator:
+    """The parent checks and the validator of the page `list_pieces` would return for the
+    same arguments, read from the list index without building the page."""
+    row = reads.fetch_one(tenant, _Q["list_validator"], list_parameters(
+        tenant=tenant, project_guid=project_guid, component_guid=component_guid,
+        assembly_guid=assembly_guid, include_inactive=include_inactive, limit=limit,
+        offset=offset, after=after))
+    return PageValidator(*row)
+
+
 def list_parameters(*, tenant, project_guid, component_guid, assembly_guid, include_inactive,
                     limit, offset, after) -> dict:
     """The parameters of the list statement (the benchmark builds its floor from them)."""
@@ -72,6 +112,8 @@ def list_parameters(*, tenant, project_guid, component_guid, assembly_guid, incl
         "include_inactive": include_inactive,
         "limit": limit,
         "offset": offset,
+        # The page's last row, for list_validator (capped: OFFSET is a bigint).
+        "end_offset": min(offset + limit - 1, MAX_BIGINT),
         "after_us": after[0] if after else None,
         "after_guid": after[1] if after else None,
     }

@@ -41,19 +41,53 @@ def _statement(name: str, doc: str, body: str) -> str:
 
 # --- pieces.sql: the list page and the detail ------------------------------------------
 
-_PAGE_FILTERS = """\
+_IN_LIST = """\
     WHERE company_guid = %(tenant)s
       AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
       AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (is_active OR %(include_inactive)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)"""
+_ACTIVE = """
+      AND (is_active OR %(include_inactive)s)"""
+_AFTER = """
       AND (%(after_us)s::bigint IS NULL
            OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
-                                    %(after_guid)s::uuid))
+                                    %(after_guid)s::uuid))"""
+_ORDER = """
     ORDER BY created_at,
-             guid
+             guid"""
+_PAGE_FILTERS = f"""{_IN_LIST}{_ACTIVE}{_AFTER}{_ORDER}
     LIMIT %(limit)s
     OFFSET %(offset)s"""
+
+# The validator of a page (the list's ETag, domain/pieces.py): the row count and the newest
+# change_xid of every row, active or not, from the page's start up to its last row (to the
+# end when the page is not full). Any write that changes the page's content, or what the
+# offset skips, writes a row in that range. Read from the list index alone (it INCLUDEs
+# change_xid). `bound` is the page's last row.
+_RANGE = f"""\
+range AS (
+    SELECT count(*) AS rows_in_range,
+           max(change_xid)::text AS newest_change
+    FROM pieces
+{_IN_LIST}{_AFTER}
+      AND (created_at, guid) <= (coalesce((SELECT created_at FROM bound), 'infinity'),
+                                 coalesce((SELECT guid FROM bound),
+                                          'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+)"""
+_PAGE_BOUND = """\
+bound AS (
+    SELECT created_at,
+           guid
+    FROM page
+    WHERE (SELECT count(*) FROM page) = %(limit)s
+    ORDER BY created_at DESC,
+             guid DESC
+    LIMIT 1
+)"""
+_VALIDATOR = """\
+       (SELECT rows_in_range FROM range) AS rows_in_range,
+       (SELECT newest_change FROM range) AS newest_change,
+       pg_snapshot_xmin(pg_current_snapshot())::text AS horizon"""
 
 _PARENT_CHECKS = """\
 WITH project AS (
@@ -92,7 +126,8 @@ SELECT EXISTS (SELECT FROM project) AS project_found,
         ORDER BY created_at DESC, guid DESC
         LIMIT 1) AS last_key,
        (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
-        FROM page) AS body"""
+        FROM page) AS body,
+""" + _VALIDATOR
 
 
 def _page(where: str) -> str:
@@ -108,7 +143,7 @@ folds those branches away and picks the index for the filters actually given.
 after_us/after_guid: the keyset cursor (created_at in microseconds since the epoch, so
 its text never depends on a time zone or an ISO parser). last_key is the next cursor.
 For offsets below dao.pieces.DEEP_OFFSET (list_pieces_deep serves the others).
-""", f"{_PARENT_CHECKS} {_page(_PAGE_FILTERS)}\n{_PAGE_RESULT}")
+""", f"{_PARENT_CHECKS} {_page(_PAGE_FILTERS)}, {_PAGE_BOUND}, {_RANGE}\n{_PAGE_RESULT}")
 
 
 def list_pieces_deep() -> str:
@@ -119,7 +154,25 @@ def list_pieces_deep() -> str:
 list_pieces for deep offsets: skip rows in an index-only scan of the order index (it
 INCLUDEs is_active), then fetch just the page's rows by primary key. On shallow pages
 the extra join costs more than it saves (BENCHMARKS.md).
-""", f"{_PARENT_CHECKS} {keys}, {rows}\n{_PAGE_RESULT}")
+""", f"{_PARENT_CHECKS} {keys}, {rows}, {_PAGE_BOUND}, {_RANGE}\n{_PAGE_RESULT}")
+
+
+def list_validator() -> str:
+    bound = f"bound AS (\n    SELECT created_at,\n           guid\n    FROM pieces\n" \
+            f"{_IN_LIST}{_ACTIVE}{_AFTER}{_ORDER}\n    LIMIT 1\n    OFFSET %(end_offset)s\n)"
+    return _statement("list_validator", """
+The list's ETag for a conditional GET, without building the page: the parent checks of
+list_pieces and the validator of the range the page covers (its last row is found by
+skipping end_offset = offset + limit - 1 rows in an index-only scan). Same columns as
+list_pieces' checks and validator; the page itself is not read.
+""", f"""{_PARENT_CHECKS} {bound}, {_RANGE}
+SELECT EXISTS (SELECT FROM project) AS project_found,
+       EXISTS (SELECT FROM component) AS component_found,
+       (SELECT project_guid FROM component) AS component_project_guid,
+       EXISTS (SELECT FROM assembly) AS assembly_found,
+       (SELECT component_guid FROM assembly) AS assembly_component_guid,
+       (SELECT project_guid FROM assembly) AS assembly_project_guid,
+{_VALIDATOR}""")
 
 
 def get_piece() -> str:
@@ -476,7 +529,7 @@ def files() -> dict[str, str]:
             sync.append(existing_rows(level))
     hierarchy = [statement for level in LEVELS.values() for statement in cascade(level)]
     rendered = {
-        "pieces.sql": [list_pieces(), list_pieces_deep(), get_piece()],
+        "pieces.sql": [list_pieces(), list_pieces_deep(), list_validator(), get_piece()],
         "sync.sql": sync,
         "hierarchy.sql": hierarchy,
         "changes.sql": changes(),

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
+from typing import Callable
 
 from .. import access
 from ..auth import Principal
+from ..catalogue import LIST_FIELDS
 from ..dao import pieces as pieces_dao
 from ..db import OneMessageReads
 from ..errors import BadRequest, Forbidden, IntegrityAlarm, Invalid, NotFound
@@ -54,22 +57,59 @@ class ListQuery:
 
 @dataclass(frozen=True)
 class Page:
-    body: str                 # the JSON array, as PostgreSQL built it
+    body: str | None          # the JSON array, as PostgreSQL built it; None: not modified
     next_cursor: str | None   # set when the page is full
+    etag: str | None          # the page's validator; None: hash the body
 
 
-def list_page(reads: OneMessageReads, principal: Principal, query: ListQuery) -> Page:
+# Part of every list tag: a change of what a list item carries changes every tag.
+_TAG_VERSION = "1:" + ",".join(LIST_FIELDS)
+
+
+def list_page(reads: OneMessageReads, principal: Principal, query: ListQuery,
+              held: Callable[[str], bool] | None = None) -> Page:
     """One page of the pieces `principal` may list; the SPEC §4 error for the first parent
-    filter that fails."""
+    filter that fails.
+
+    `held`, for a conditional GET, tells whether the client holds a tag. The page's tag is
+    computed first, from the list index alone (`list_validator`); when the client holds it,
+    the page is not built: `Page(None, None, tag)`, a 304."""
     tenant = access.list_tenant(principal, query.company_guid)
-    page = pieces_dao.list_pieces(
-        reads, tenant=tenant, project_guid=query.project_guid,
-        component_guid=query.component_guid, assembly_guid=query.assembly_guid,
-        include_inactive=query.include_inactive, limit=query.limit, offset=query.offset,
+    arguments = dict(
+        tenant=tenant, project_guid=query.project_guid, component_guid=query.component_guid,
+        assembly_guid=query.assembly_guid, include_inactive=query.include_inactive,
+        limit=query.limit, offset=query.offset,
         after=decode_cursor(query.cursor) if query.cursor else None)
+    if held is not None:
+        validator = pieces_dao.list_validator(reads, **arguments)
+        check_parents(validator, query)
+        tag = _tag(tenant, query, validator)
+        if tag is not None and held(tag):
+            return Page(None, None, tag)
+    page = pieces_dao.list_pieces(reads, **arguments)
     check_parents(page, query)
     full = page.row_count == query.limit and page.last_key
-    return Page(page.body, encode_cursor(page.last_key) if full else None)
+    return Page(page.body, encode_cursor(page.last_key) if full else None,
+                _tag(tenant, query, page))
+
+
+def _tag(tenant: uuid.UUID, query: ListQuery, validator) -> str | None:
+    """The list page's entity tag, from the validator of its range (the row count and the
+    newest change_xid from the page's start to its last row, dao/render.py `_RANGE`); None
+    when it cannot be trusted.
+
+    Every write into the range adds a row version with its transaction's change_xid. Once
+    that newest change_xid is below the snapshot's xmin (the oldest transaction still
+    open), every transaction that could still write has a larger id, so any later change
+    raises the maximum or the count: the tag changes exactly when it must. While the
+    newest change is at or above xmin, an older transaction still open could commit into
+    the range under that maximum: no cheap tag then (the caller hashes the body)."""
+    newest, horizon = validator.newest_change, validator.horizon
+    if newest is not None and int(newest) >= int(horizon):
+        return None
+    key = "|".join(str(part) for part in (
+        _TAG_VERSION, tenant, *astuple(query), validator.rows_in_range, newest))
+    return "l" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
 def check_parents(found, query) -> None:

@@ -1,7 +1,9 @@
 """Conditional GETs for the API: an `ETag` on every successful JSON read, `304` on a match.
 
 The tag is a hash of the response bytes as sent (PostgreSQL builds them), so nothing is
-serialised twice and the tag changes exactly when the body does. Responses are per caller
+serialised twice and the tag changes exactly when the body does. The piece list tags its
+pages itself, from the change stamps of their rows, so that a revalidation can be answered
+without building the page (domain/pieces.py). Responses are per caller
 (tenant, role), so they are marked `private`: a shared cache never stores them, the caller's
 own cache revalidates with `If-None-Match` each time.
 """
@@ -17,21 +19,35 @@ def etag_for(body: bytes) -> str:
     return hashlib.blake2b(body, digest_size=16).hexdigest()
 
 
+CACHE_CONTROL = "private, no-cache"
+
+
 def make_conditional(response: Response) -> Response:
-    """Tag a 200 JSON answer to GET/HEAD; turn it into an empty 304 when the caller already
-    holds that version."""
+    """Tag a 200 JSON answer to GET/HEAD (unless its view tagged it already: the list's tag
+    comes from its change stamps); turn it into an empty 304 when the caller already holds
+    that version."""
     if (request.method not in ("GET", "HEAD") or response.status_code != 200
             or response.mimetype != "application/json" or response.is_streamed):
         return response
-    tag = etag_for(response.get_data())
-    response.set_etag(tag)
-    response.headers.setdefault("Cache-Control", "private, no-cache")
+    tag, _ = response.get_etag()
+    if tag is None:
+        tag = etag_for(response.get_data())
+        response.set_etag(tag)
+    response.headers.setdefault("Cache-Control", CACHE_CONTROL)
     # If-None-Match uses the weak comparison (RFC 9110 13.1.2); "*" matches any tag.
     if request.if_none_match.contains_weak(tag):
         response.status_code = 304
         response.set_data(b"")
         for header in ("Content-Type", "Content-Length"):
             response.headers.pop(header, None)
+    return response
+
+
+def not_modified(tag: str) -> Response:
+    """The 304 for a caller that holds `tag`, decided before any body was built."""
+    response = Response(status=304)
+    response.set_etag(tag)
+    response.headers["Cache-Control"] = CACHE_CONTROL
     return response
 
 

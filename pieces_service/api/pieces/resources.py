@@ -14,7 +14,7 @@ from ...auth import READ_ROLES, require_roles
 from ...catalogue import DETAIL_FIELDS
 from ...domain import export, pieces
 from ...errors import NotAcceptable
-from ...web import observability
+from ...web import conditional, observability
 from ...web.extensions import Blueprint, ErrorSchema
 from .. import examples
 from .schemas import (PieceDetail, PieceDetailArgs, PieceExportArgs, PieceListArgs,
@@ -42,11 +42,17 @@ class PieceList(MethodView):
 
         Active pieces only unless `include_inactive=true`, ordered by `created_at`, then
         `guid`. Page with `limit`/`offset`, or follow the `Link: rel="next"` cursor, which
-        costs the same at any depth.
+        costs the same at any depth. The `ETag` comes from the change stamps of the page's
+        rows: a matching `If-None-Match` is a `304`, answered without building the page.
         """
+        held = request.if_none_match.contains_weak if request.if_none_match else None
         with db.reads() as reads:
-            page = pieces.list_page(reads, principal, pieces.ListQuery(**query))
+            page = pieces.list_page(reads, principal, pieces.ListQuery(**query), held)
+        if page.body is None:
+            return conditional.not_modified(page.etag)
         response = Response(page.body, status=200, mimetype=JSON)
+        if page.etag:
+            response.set_etag(page.etag)
         if page.next_cursor:
             args = request.args.to_dict()
             args.pop("offset", None)

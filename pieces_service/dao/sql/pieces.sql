@@ -58,6 +58,28 @@ WITH project AS (
              guid
     LIMIT %(limit)s
     OFFSET %(offset)s
+), bound AS (
+    SELECT created_at,
+           guid
+    FROM page
+    WHERE (SELECT count(*) FROM page) = %(limit)s
+    ORDER BY created_at DESC,
+             guid DESC
+    LIMIT 1
+), range AS (
+    SELECT count(*) AS rows_in_range,
+           max(change_xid)::text AS newest_change
+    FROM pieces
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (%(after_us)s::bigint IS NULL
+           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+                                    %(after_guid)s::uuid))
+      AND (created_at, guid) <= (coalesce((SELECT created_at FROM bound), 'infinity'),
+                                 coalesce((SELECT guid FROM bound),
+                                          'ffffffff-ffff-ffff-ffff-ffffffffffff'))
 )
 SELECT EXISTS (SELECT FROM project) AS project_found,
        EXISTS (SELECT FROM component) AS component_found,
@@ -71,7 +93,10 @@ SELECT EXISTS (SELECT FROM project) AS project_found,
         ORDER BY created_at DESC, guid DESC
         LIMIT 1) AS last_key,
        (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
-        FROM page) AS body;
+        FROM page) AS body,
+       (SELECT rows_in_range FROM range) AS rows_in_range,
+       (SELECT newest_change FROM range) AS newest_change,
+       pg_snapshot_xmin(pg_current_snapshot())::text AS horizon;
 
 -- name: list_pieces_deep
 -- list_pieces for deep offsets: skip rows in an index-only scan of the order index (it
@@ -130,6 +155,28 @@ WITH project AS (
     FROM pieces
     WHERE company_guid = %(tenant)s
       AND guid IN (SELECT guid FROM page_keys)
+), bound AS (
+    SELECT created_at,
+           guid
+    FROM page
+    WHERE (SELECT count(*) FROM page) = %(limit)s
+    ORDER BY created_at DESC,
+             guid DESC
+    LIMIT 1
+), range AS (
+    SELECT count(*) AS rows_in_range,
+           max(change_xid)::text AS newest_change
+    FROM pieces
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (%(after_us)s::bigint IS NULL
+           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+                                    %(after_guid)s::uuid))
+      AND (created_at, guid) <= (coalesce((SELECT created_at FROM bound), 'infinity'),
+                                 coalesce((SELECT guid FROM bound),
+                                          'ffffffff-ffff-ffff-ffff-ffffffffffff'))
 )
 SELECT EXISTS (SELECT FROM project) AS project_found,
        EXISTS (SELECT FROM component) AS component_found,
@@ -143,7 +190,77 @@ SELECT EXISTS (SELECT FROM project) AS project_found,
         ORDER BY created_at DESC, guid DESC
         LIMIT 1) AS last_key,
        (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
-        FROM page) AS body;
+        FROM page) AS body,
+       (SELECT rows_in_range FROM range) AS rows_in_range,
+       (SELECT newest_change FROM range) AS newest_change,
+       pg_snapshot_xmin(pg_current_snapshot())::text AS horizon;
+
+-- name: list_validator
+-- The list's ETag for a conditional GET, without building the page: the parent checks of
+-- list_pieces and the validator of the range the page covers (its last row is found by
+-- skipping end_offset = offset + limit - 1 rows in an index-only scan). Same columns as
+-- list_pieces' checks and validator; the page itself is not read.
+WITH project AS (
+    SELECT guid
+    FROM projects
+    WHERE company_guid = %(tenant)s
+      AND guid = %(project_guid)s
+      AND (is_active OR %(include_inactive)s)
+), component AS (
+    SELECT guid,
+           project_guid
+    FROM components
+    WHERE company_guid = %(tenant)s
+      AND guid = %(component_guid)s
+      AND (is_active OR %(include_inactive)s)
+), assembly AS (
+    SELECT guid,
+           project_guid,
+           component_guid
+    FROM assemblies
+    WHERE company_guid = %(tenant)s
+      AND guid = %(assembly_guid)s
+      AND (is_active OR %(include_inactive)s)
+), bound AS (
+    SELECT created_at,
+           guid
+    FROM pieces
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (is_active OR %(include_inactive)s)
+      AND (%(after_us)s::bigint IS NULL
+           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+                                    %(after_guid)s::uuid))
+    ORDER BY created_at,
+             guid
+    LIMIT 1
+    OFFSET %(end_offset)s
+), range AS (
+    SELECT count(*) AS rows_in_range,
+           max(change_xid)::text AS newest_change
+    FROM pieces
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (%(after_us)s::bigint IS NULL
+           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+                                    %(after_guid)s::uuid))
+      AND (created_at, guid) <= (coalesce((SELECT created_at FROM bound), 'infinity'),
+                                 coalesce((SELECT guid FROM bound),
+                                          'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+)
+SELECT EXISTS (SELECT FROM project) AS project_found,
+       EXISTS (SELECT FROM component) AS component_found,
+       (SELECT project_guid FROM component) AS component_project_guid,
+       EXISTS (SELECT FROM assembly) AS assembly_found,
+       (SELECT component_guid FROM assembly) AS assembly_component_guid,
+       (SELECT project_guid FROM assembly) AS assembly_project_guid,
+       (SELECT rows_in_range FROM range) AS rows_in_range,
+       (SELECT newest_change FROM range) AS newest_change,
+       pg_snapshot_xmin(pg_current_snapshot())::text AS horizon;
 
 -- name: get_piece
 -- One piece (PieceDetail) as JSON, with the names of any required fields that are NULL

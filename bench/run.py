@@ -48,7 +48,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import data, workload
+from bench import data, export, workload
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -416,6 +416,8 @@ def main() -> None:
             with gunicorn("wsgi:app", env, "service-1", workers=1) as (process, port):
                 results[s.name]["one_worker"] = measure_service(
                     wrk, process, port, s, connections=2, workers=1, label="one worker ")
+        if not ONLY or "export" in ONLY:
+            results["export"] = export.run(url, env, gunicorn, log)
     finally:
         log("bench: removing the rows the sync scenarios inserted …")
         with _admin(url) as cur:
@@ -581,6 +583,8 @@ def render(run: dict) -> str:
               if "service" in e and e["service"]["errors"]}
     if errors:
         lines += ["", f"Errors (non-2xx, timeouts, socket): {errors}"]
+    if "export" in r:
+        lines += export.report_lines(r["export"])
     lines += ["", "| target | measured | goal | met? |", "|---|---:|---:|---|"]
     for c in run["targets"]:
         value = c["value"]

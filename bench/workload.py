@@ -23,10 +23,13 @@ import jwt
 from sqlalchemy.engine import URL
 
 from pieces_service import db as service_db
+from pieces_service.catalogue import PIECE
 from pieces_service.config import Config, JWTSettings
+from pieces_service.dao import changes as changes_dao
 from pieces_service.dao import load_queries
 from pieces_service.dao import pieces as pieces_dao
-from pieces_service.domain.pieces import decode_cursor, encode_cursor
+from pieces_service.domain import changes as changes_domain
+from pieces_service.domain.pieces import ListQuery, decode_cursor, encode_cursor, page_tag
 from pieces_service.migrate import connect
 
 JWT_SECRET = "pieces-bench-secret-for-benchmarks-only-0123456789"
@@ -37,6 +40,7 @@ PAGE_SIZE = 100
 SYNC_ITEMS = 1000
 
 _PIECES_SQL = load_queries("pieces.sql")
+_STATEMENTS = {**_PIECES_SQL, **load_queries("changes.sql")}
 
 
 @dataclass
@@ -90,7 +94,7 @@ def _write_pgbench(cur, directory: Path, picks: list[tuple[str, str, dict]],
         lines = [f"\\set pick random(0, {len(chunk) - 1})\n"]
         for k, (tenant, query, args, _) in enumerate(chunk):
             sql = (pieces_dao.list_statement(args["offset"]) if query == "list_pieces"
-                   else _PIECES_SQL[query])
+                   else _STATEMENTS[query])
             statement = cur.mogrify(sql, args).decode()
             keyword = "\\if" if k == 0 else "\\elif"
             lines.append(f"{keyword} :pick = {k}\n")
@@ -191,11 +195,26 @@ def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:
                     for t, p, n, k in pick(deep)]),
             }
 
+            # Revalidation: the list pages above, sent with the ETag the client holds (the
+            # validator statement is what the service runs before answering 304).
+            for limit in (100, 1000):
+                picks = [(t, "list_validator", args, path) for t, _, args, path
+                         in reads[f"list_project_{limit}"][2]]
+                tags = _list_tags(cur, picks)
+                reads[f"list_project_{limit}_304"] = (
+                    f"List by project, limit={limit}, If-None-Match: 304",
+                    "the same pages as the 200 row, revalidated", picks, tags)
+            reads["changes_poll"] = ("Change feed poll, caught up",
+                                     "pieces feed, limit=100, no changes since the token",
+                                     _caught_up_polls(cur, [rng.choice(list(tokens))
+                                                            for _ in range(2000)]))
+
             scenarios = []
-            for name, (title, note, picks) in reads.items():
+            for name, (title, note, picks, *tags) in reads.items():
+                tags = tags[0] if tags else [""] * len(picks)
                 targets_file = out / f"{name}.targets"
-                targets_file.write_text("".join(f"{path} {tokens[t]}\n"
-                                                for t, _, _, path in picks))
+                targets_file.write_text("".join(f"{path} {tokens[t]} {tag}".rstrip() + "\n"
+                                                for (t, _, _, path), tag in zip(picks, tags)))
                 pgbench_dir = out / "pgbench" / name
                 _write_pgbench(cur, pgbench_dir, picks, read_setup)
                 scenarios.append(Scenario(name, title, "get", targets_file, pgbench_dir,
@@ -218,6 +237,45 @@ def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:
     finally:
         conn.close()
     return scenarios
+
+
+def _list_tags(cur, picks) -> list[str]:
+    """The ETag the service hands out for each list pick (domain.pieces.page_tag over the
+    validator statement), quoted as a client sends it back."""
+    tags: dict[str, str] = {}
+    for tenant, _, args, path in picks:
+        if path not in tags:
+            cur.execute(_PIECES_SQL["list_validator"], args)
+            validator = pieces_dao.PageValidator(*cur.fetchone())
+            query = ListQuery(limit=args["limit"], offset=0, include_inactive=False,
+                              project_guid=args["project_guid"])
+            tag = page_tag(uuid.UUID(tenant), query, validator)
+            if tag is None:
+                raise SystemExit("bench: a transaction is open on the bench server: no "
+                                 "stable list tags; run again when it is over")
+            tags[path] = f'"{tag}"'
+    return [tags[path] for _, _, _, path in picks]
+
+
+def _caught_up_polls(cur, tenants: list[str]) -> list[tuple[str, str, dict, str]]:
+    """A caught-up poll of each tenant's pieces feed: the token of its newest change."""
+    cur.execute("SELECT secret FROM service_keys WHERE name = %s",
+                (changes_domain.TOKEN_KEY_NAME,))
+    key = bytes(cur.fetchone()[0])
+    positions = {}
+    for tenant in set(tenants):
+        cur.execute("SELECT change_xid::text, guid FROM pieces WHERE company_guid = %s"
+                    " ORDER BY change_xid DESC, guid DESC LIMIT 1", (tenant,))
+        xid, guid = cur.fetchone()
+        positions[tenant] = (int(xid), uuid.UUID(str(guid)))
+    picks = []
+    for tenant in tenants:
+        position = positions[tenant]
+        since = changes_domain.encode_token(key, PIECE, uuid.UUID(tenant), position)
+        args = changes_dao.parameters(tenant=uuid.UUID(tenant), after=position, limit=100)
+        picks.append((tenant, f"changes_{PIECE.plural}", args,
+                      "/api/v1/changes/pieces?" + urlencode({"since": since})))
+    return picks
 
 
 def sync_cleanup_sql() -> str:

@@ -77,3 +77,22 @@ def test_pgbench_runs_the_scripts(floor_scripts, db_url):
     assert result.returncode == 0, result.stderr
     assert "number of transactions actually processed: 20/20" in result.stdout
     assert "number of failed transactions: 0" in result.stdout
+
+
+def test_the_bench_revalidates_with_the_services_tags_and_polls_with_its_tokens(
+        seed, tenant, admin_conn, as_tenant):
+    """The 304 and caught-up-poll scenarios send what a client holds: the ETag the service
+    hands out for the page, and a token the service accepts as caught up."""
+    tree = seed.tree(tenant, 3)
+    args = workload._list_args(str(tenant), project=str(tree.project), limit=100)
+    path = f"/api/v1/pieces?project_guid={tree.project}&limit=100"
+    with admin_conn.cursor() as cur:
+        [tag] = workload._list_tags(cur, [(str(tenant), "list_validator", args, path)])
+        [(_, statement, _, poll)] = workload._caught_up_polls(cur, [str(tenant)])
+    caller = as_tenant(tenant)
+    assert caller.client.get(path, headers=caller.headers).headers["ETag"] == tag
+    revalidated = caller.client.get(path, headers={**caller.headers, "If-None-Match": tag})
+    assert revalidated.status_code == 304
+    assert statement == "changes_pieces"
+    response = caller.client.get(poll, headers=caller.headers)
+    assert response.status_code == 200 and response.json["changes"] == []

@@ -1,5 +1,6 @@
 -- wrk script for bench.run. Arguments after `--`:
---   get  <targets file>                  each request: a random line "<path> <token>"
+--   get  <targets file>                  each request: a random line "<path> <token> [etag]"
+--                                        (with an etag: sent as If-None-Match)
 --   sync <pool file> <run id> <items>    each request: POST a new batch of <items> pieces
 --                                        (fresh natural keys) under a random pool line
 --                                        "<tenant> <project> <component> <assembly> <token>"
@@ -72,7 +73,9 @@ function init(args)
     targets = read_lines(args[2])
     local compiled = {}
     for i, t in ipairs(targets) do
-      compiled[i] = wrk.format("GET", t[1], {["Authorization"] = "Bearer " .. t[2]})
+      local headers = {["Authorization"] = "Bearer " .. t[2]}
+      if t[3] then headers["If-None-Match"] = t[3] end
+      compiled[i] = wrk.format("GET", t[1], headers)
     end
     targets = compiled
   else

@@ -83,17 +83,17 @@ def list_page(reads: OneMessageReads, principal: Principal, query: ListQuery,
     if held is not None:
         validator = pieces_dao.list_validator(reads, **arguments)
         check_parents(validator, query)
-        tag = _tag(tenant, query, validator)
+        tag = page_tag(tenant, query, validator)
         if tag is not None and held(tag):
             return Page(None, None, tag)
     page = pieces_dao.list_pieces(reads, **arguments)
     check_parents(page, query)
     full = page.row_count == query.limit and page.last_key
     return Page(page.body, encode_cursor(page.last_key) if full else None,
-                _tag(tenant, query, page))
+                page_tag(tenant, query, page))
 
 
-def _tag(tenant: uuid.UUID, query: ListQuery, validator) -> str | None:
+def page_tag(tenant: uuid.UUID, query: ListQuery, validator) -> str | None:
     """The list page's entity tag, from the validator of its range (the row count and the
     newest change_xid from the page's start to its last row, dao/render.py `_RANGE`); None
     when it cannot be trusted.

@@ -1,4 +1,4 @@
-"""The list's ETag comes from the change stamps of the page's range (domain/pieces.py `_tag`),
+"""The list's ETag comes from the change stamps of the page's range (domain/pieces.py `page_tag`),
 so a matching If-None-Match is a 304 answered without building the page."""
 from __future__ import annotations
 

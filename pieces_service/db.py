@@ -290,7 +290,9 @@ class StreamingRead:
             return
         try:
             connection = pooled.dbapi_connection
-            if connection is None or connection.closed:
+            if connection is None:
+                pass  # already invalidated (lost while fetching)
+            elif connection.closed:
                 pooled.invalidate()
             else:
                 self._cursor.execute("ROLLBACK")

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import psutil
 
-from bench import data, export, workload
+from bench import data, export, feed, workload
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -408,6 +408,11 @@ def main() -> None:
                 floor = measure_db_floor(pgbench, url, libpq, s)
                 if floor is not None:
                     results[s.name]["db_floor"] = floor
+            if not ONLY or "changes_page_through" in ONLY:
+                log("bench: changes_page_through — one client pages through a tenant's feed")
+                results["changes_page_through"] = {
+                    "title": "Change feed: page through a tenant's changes", "note": "",
+                    "kind": "feed", **feed.measure(url, service_port, log)}
         # The sync target is per worker: the same batches against a single-worker gunicorn,
         # from 2 connections (one request in hand, the next queued, as a busy worker has).
         if "sync_insert" in results:
@@ -522,6 +527,23 @@ def _fmt_ratio(value):
     return "–" if value is None else f"{value * 100:.0f} %"
 
 
+def _revalidation_lines(r: dict) -> list[str]:
+    """A 304 next to the 200 of the same list pages."""
+    lines = []
+    for limit in (100, 1000):
+        full, cheap = r.get(f"list_project_{limit}", {}), r.get(f"list_project_{limit}_304", {})
+        if "service" in full and "service" in cheap:
+            f, c = full["service"], cheap["service"]
+            lines.append(f"| list limit={limit} | {f['rps']:.1f} | {c['rps']:.1f} | "
+                         f"{c['rps'] / f['rps']:.2f}x | {f['p50_us'] / 1000:.1f} | "
+                         f"{c['p50_us'] / 1000:.1f} |")
+    if not lines:
+        return []
+    return ["", "Revalidation: the same pages, as a 200 and as a 304 to `If-None-Match`:", "",
+            "| pages | 200 req/s | 304 req/s | 304 / 200 | 200 p50 ms | 304 p50 ms |",
+            "|---|---:|---:|---:|---:|---:|", *lines]
+
+
 def render(run: dict) -> str:
     r = run["scenarios"]
     s = run["settings"]
@@ -585,6 +607,9 @@ def render(run: dict) -> str:
         lines += ["", f"Errors (non-2xx, timeouts, socket): {errors}"]
     if "export" in r:
         lines += export.report_lines(r["export"])
+    lines += _revalidation_lines(r)
+    if "changes_page_through" in r:
+        lines += feed.report_lines(r["changes_page_through"])
     lines += ["", "| target | measured | goal | met? |", "|---|---:|---:|---|"]
     for c in run["targets"]:
         value = c["value"]

@@ -39,12 +39,22 @@ def test_good_environment():
     ({"PORT": "70000"}, "PORT"),
     ({"WEB_CONCURRENCY": "0"}, "WEB_CONCURRENCY"),
     ({"PIECES_LOG_LEVEL": "chatty"}, "PIECES_LOG_LEVEL"),
+    ({"PIECES_EXPORT_TIMEOUT_S": "0"}, "PIECES_EXPORT_TIMEOUT_S"),
+    ({"PIECES_EXPORT_TIMEOUT_S": "86401"}, "PIECES_EXPORT_TIMEOUT_S"),
+    ({"PIECES_EXPORT_TIMEOUT_S": "5m"}, "PIECES_EXPORT_TIMEOUT_S"),
 ])
 def test_bad_variable_is_named(changes, variable):
     env = {**GOOD, **changes}
     env = {key: val for key, val in env.items() if val is not None}
     with pytest.raises(ConfigError, match=variable):
         Config.from_env(env)
+
+
+def test_export_time_limit_defaults_to_five_minutes_and_takes_its_range():
+    assert Config.from_env(GOOD).export_timeout_s == 300
+    for value in ("1", "86400"):
+        assert Config.from_env({**GOOD, "PIECES_EXPORT_TIMEOUT_S": value}).export_timeout_s \
+            == int(value)
 
 
 def test_missing_key_message_says_what_to_set():

@@ -73,7 +73,7 @@ def test_wrong_scheme_or_malformed_token_is_401(client, header):
 
 
 def test_every_api_path_requires_auth(client, tenant):
-    for path in (LIST, f"{LIST}/{uuid.uuid4()}"):
+    for path in (LIST, f"{LIST}/export", f"{LIST}/{uuid.uuid4()}"):
         assert_401(client.get(path))
     for kind in ("projects", "components", "assemblies", "pieces"):
         assert_401(client.post(f"/api/v1/sync/{kind}", json={kind: []}))

@@ -158,6 +158,17 @@ def test_csv_of_nothing_is_its_header_and_ndjson_of_nothing_is_empty(as_tenant, 
     assert export(caller).get_data() == b""
 
 
+@pytest.mark.parametrize("accept, content_type", [
+    (None, NDJSON), ("", NDJSON), ("*/*", NDJSON), ("application/*", NDJSON),
+    ("text/csv, application/x-ndjson", NDJSON), ("text/csv;q=0, */*", NDJSON),
+    ("text/csv", "text/csv; charset=utf-8"), ("text/*", "text/csv; charset=utf-8"),
+    ("*/*;q=0.1, text/csv", "text/csv; charset=utf-8"),
+])
+def test_accept_picks_the_representation(as_tenant, tenant, accept, content_type):
+    response = export(as_tenant(tenant), accept)
+    assert response.status_code == 200 and response.headers["Content-Type"] == content_type
+
+
 @pytest.mark.parametrize("accept", ["application/xml", "application/json",
                                     "text/html, application/xhtml+xml",
                                     "application/x-ndjson;q=0, text/csv;q=0"])

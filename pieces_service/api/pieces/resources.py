@@ -94,7 +94,7 @@ _EXPORT_CONTENT = {
     "application/x-ndjson": {
         "schema": {"type": "string", "description": "One PieceDetail JSON object per line, "
                                                     "each line ending in \\n."},
-        "example": json.dumps(examples.PIECE_DETAIL) + "\n",
+        "example": json.dumps(examples.PIECE_DETAIL, separators=(",", ":")) + "\n",
     },
     "text/csv": {
         "schema": {"type": "string", "description": "A header record of the PieceDetail "

@@ -26,6 +26,7 @@ bind = f"127.0.0.1:{_config.port}"
 workers = _config.web_concurrency
 worker_class = "sync"
 # A request's SQL is cut at PIECES_STATEMENT_TIMEOUT_MS; a worker silent for this long is stuck.
+# (A streaming export reports between its batches: post_worker_init below.)
 timeout = 30
 # SIGTERM: stop accepting, finish in-flight requests for up to this long, then exit.
 graceful_timeout = 25

@@ -38,7 +38,9 @@ def test_every_api_route_is_documented(app, spec):
             assert method.lower() in spec["paths"][path], f"{method} {path} is not documented"
 
 
-@pytest.mark.parametrize("name", ["PieceResponse", "PieceDetail", "SyncResult", "Error"])
+@pytest.mark.parametrize("name", ["PieceResponse", "PieceDetail", "SyncResult", "Error",
+                                  "ProjectChanges", "ComponentChanges", "AssemblyChanges",
+                                  "PieceChanges"])
 def test_schemas_are_present(spec, name):
     assert name in spec["components"]["schemas"]
 
@@ -75,6 +77,13 @@ def test_every_endpoint_documents_an_example(client):
     detail = example("/api/v1/pieces/{piece_guid}", "get", "200")
     assert set(detail) <= set(PieceDetail().fields)
     assert example("/api/v1/audit", "get", "200")[0]["action"] == "delete"
+    from pieces_service.api.changes.schemas import CHANGE_PAGES
+    from pieces_service.catalogue import LEVELS
+
+    for level in LEVELS.values():
+        page = example(f"/api/v1/changes/{level.plural}", "get", "200")
+        assert CHANGE_PAGES[level.name]().validate(page) == {}
+        assert list(page["changes"][0]) == list(level.fields)
     for entity in ("projects", "components", "assemblies", "pieces"):
         operation = paths[f"/api/v1/sync/{entity}"]["post"]
         assert entity in operation["requestBody"]["content"]["application/json"]["example"]

@@ -27,6 +27,22 @@ PIECE_RESPONSE = {name: _PIECE_VALUES[name] for name in LIST_FIELDS}
 PIECE_DETAIL = {name: _PIECE_VALUES[name] for name in DETAIL_FIELDS}
 
 
+def _entity(level) -> dict:
+    """A row of `level` as reads return it (for pieces: PieceDetail)."""
+    if level.name == "piece":
+        return PIECE_DETAIL
+    values = {**_PIECE_VALUES, "guid": _GUIDS[level.name],
+              **{a.name: a.example for a in level.attributes}}
+    return {name: values[name] for name in level.fields}
+
+
+# A page of each level's change feed; the token is opaque (its shape, not a valid one).
+CHANGES = {level.name: {"changes": [_entity(level)],
+                        "next": "AQMBPg9qUo1BTI6aHgx9K1-eEAAAAAAAABKNjE9doT98TD2NilqxlMPQBHa"
+                                "r1IAi9v6GGq0Hc7h3Zw"}
+           for level in LEVELS.values()}
+
+
 def _sync_item(level) -> dict:
     """An item of `level` with its parents and every attribute that has an example."""
     return {

@@ -9,12 +9,15 @@ from ...auth import READ_ROLES, require_roles
 from ...catalogue import LEVELS, Level
 from ...domain import changes
 from ...web.extensions import Blueprint, ErrorSchema
+from .. import examples
 from .schemas import CHANGE_PAGES, ChangesArgs
 
 blp = Blueprint("changes", __name__, url_prefix="/api/v1/changes",
                 description="Change feeds: every write of a tenant's rows, commit-safe.")
 
 JSON = "application/json"
+LINK = {"Link": {"description": 'The next poll: `<url>; rel="next"`',
+                 "schema": {"type": "string"}}}
 
 
 def _register(level: Level) -> None:
@@ -24,8 +27,7 @@ def _register(level: Level) -> None:
     class ChangesView(MethodView):
         @blp.arguments(ChangesArgs(), location="query", as_kwargs=True)
         @blp.response(200, CHANGE_PAGES[level.name], content_type=JSON,
-                      headers={"Link": {"description": 'The next poll: `<url>; rel="next"`',
-                                        "schema": {"type": "string"}}})
+                      example=examples.CHANGES[level.name], headers=LINK)
         @blp.alt_response(403, schema=ErrorSchema, description="company_guid not accessible")
         @require_roles(READ_ROLES)
         def get(self, *, principal, **query):

@@ -130,7 +130,7 @@ def callers(world: World):
 def requests(draw, world: World):
     """(method, path, query, json body, inputs the caller itself typed)."""
     action = draw(st.sampled_from(["list", "get", "delete", "restore", "audit", "sync",
-                                   "export"]))
+                                   "export", "changes"]))
     guess = guid_choice(world)
     if action in ("list", "export"):
         query = {name: str(draw(guess)) for name in
@@ -150,6 +150,11 @@ def requests(draw, world: World):
         path = f"/api/v1/{SEGMENT[kind]}/{draw(guess)}"
         return ("DELETE", path, {}, None) if action == "delete" else (
             "POST", path + "/restore", {}, None)
+    if action == "changes":
+        query = {"limit": str(draw(st.integers(1, 1000)))}
+        if draw(st.booleans()):
+            query["company_guid"] = str(draw(guess))
+        return "GET", f"/api/v1/changes/{SEGMENT[draw(st.sampled_from(KINDS))]}", query, None
     if action == "audit":
         query = {name: str(draw(guess)) for name in
                  draw(st.sets(st.sampled_from(["entity_guid", "company_guid"])))}
@@ -227,14 +232,16 @@ def assert_no_foreign_data(response, world: World, allowed: set, inputs: set[str
 
 
 def assert_rows_in(admin_conn, response, allowed: set):
-    """A list's rows (pieces or audit entries, or an export's) all belong to the allowed
-    tenants."""
+    """A list's rows (pieces or audit entries, an export's, a change feed page's) all belong
+    to the allowed tenants."""
     if response.status_code == 200 and response.mimetype == "application/x-ndjson":
         rows = [json.loads(line) for line in response.get_data(as_text=True).splitlines()]
     elif response.status_code != 200 or response.mimetype != "application/json":
         return
     else:
         rows = response.get_json()
+    if isinstance(rows, dict) and "changes" in rows:  # a change feed page
+        rows = rows["changes"]
     if not isinstance(rows, list):
         return
     for row in rows:

@@ -63,13 +63,14 @@ def timed_tree(seed, tenant, count, **attrs):
 
 
 def open_export_transactions(admin_conn) -> int:
-    """Backends of the service (this database) inside an export's transaction."""
+    """Backends of the service (this database) inside an export's transaction: idle in it
+    between two FETCHes, or running one."""
     return fetch_one(admin_conn, """
         SELECT count(*) FROM pg_stat_activity
         WHERE datname = current_database() AND application_name = 'pieces_service'
           AND pid <> pg_backend_pid()
-          AND (state LIKE 'idle in transaction%%'
-               OR (state = 'active' AND query LIKE '%%pieces_export%%'))""")[0]
+          AND (state LIKE 'idle in transaction%%' OR state = 'active')
+          AND query LIKE '%%pieces_export%%'""")[0]
 
 
 # --- what is exported -----------------------------------------------------------------------
@@ -323,7 +324,8 @@ def test_a_stream_that_loses_its_database_is_cut(app, as_tenant, seed, tenant, a
     assert next(chunks)
     (backend,) = fetch_one(admin_conn, """
         SELECT pid FROM pg_stat_activity WHERE datname = current_database()
-          AND application_name = 'pieces_service' AND state LIKE 'idle in transaction%%'""")
+          AND application_name = 'pieces_service' AND state LIKE 'idle in transaction%%'
+          AND query LIKE '%%pieces_export%%' AND pid <> pg_backend_pid()""")
     fetch_one(admin_conn, "SELECT pg_terminate_backend(%s)", (backend,))
     with caplog.at_level(logging.WARNING, logger="pieces_service.domain.export"):
         with pytest.raises(ExportCut):

@@ -84,6 +84,12 @@ def as_tenant(client):
 
 
 @pytest.fixture
+def integration(as_tenant, tenant):
+    """An Integration caller of `tenant` (it may sync)."""
+    return as_tenant(tenant, "Integration")
+
+
+@pytest.fixture
 def seed(admin_conn):
     return Seeder(admin_conn)
 

@@ -8,28 +8,16 @@ rather than in the file, whose statements each name their tenant.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from ..catalogue import DETAIL_FIELDS
 from . import load_queries
+from .pieces import ParentChecks
 
 _Q = load_queries("export.sql")
 FORMATS = ("ndjson", "csv")
 # The CSV header record: the detail's field names (none needs quoting).
 CSV_HEADER = ",".join(DETAIL_FIELDS)
 _FETCH = "FETCH FORWARD %(rows)s FROM pieces_export"
-
-
-@dataclass(frozen=True)
-class ParentChecks:
-    """The export's parent filters as the database found them (the list's columns)."""
-
-    project_found: bool
-    component_found: bool
-    component_project_guid: uuid.UUID | None
-    assembly_found: bool
-    assembly_component_guid: uuid.UUID | None
-    assembly_project_guid: uuid.UUID | None
 
 
 def open_cursor(stream, *, tenant: uuid.UUID, fmt: str, project_guid: uuid.UUID | None,

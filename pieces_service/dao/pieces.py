@@ -19,8 +19,9 @@ def list_statement(offset: int) -> str:
 
 
 @dataclass(frozen=True)
-class PiecePage:
-    """A list page and the parent checks made in the same statement."""
+class ParentChecks:
+    """The list's parent filters as the database found them (the first columns of the list,
+    validator and export statements; `domain.pieces.check_parents` judges them)."""
 
     project_found: bool
     component_found: bool
@@ -28,6 +29,12 @@ class PiecePage:
     assembly_found: bool
     assembly_component_guid: uuid.UUID | None
     assembly_project_guid: uuid.UUID | None
+
+
+@dataclass(frozen=True)
+class PiecePage(ParentChecks):
+    """A list page and the parent checks made in the same statement."""
+
     row_count: int
     last_key: str | None  # "<created_at in µs since the epoch> <guid>" of the last row
     body: str
@@ -37,15 +44,9 @@ class PiecePage:
 
 
 @dataclass(frozen=True)
-class PageValidator:
+class PageValidator(ParentChecks):
     """The list statement's parent checks and validator, without the page."""
 
-    project_found: bool
-    component_found: bool
-    component_project_guid: uuid.UUID | None
-    assembly_found: bool
-    assembly_component_guid: uuid.UUID | None
-    assembly_project_guid: uuid.UUID | None
     rows_in_range: int
     newest_change: str | None
     horizon: str
@@ -80,25 +81,11 @@ def list_pieces(
     return PiecePage(*row)
 
 
-def list_validator(
-    reads,
-    *,
-    tenant: uuid.UUID,
-    project_guid: uuid.UUID | None,
-    component_guid: uuid.UUID | None,
-    assembly_guid: uuid.UUID | None,
-    include_inactive: bool,
-    limit: int,
-    offset: int,
-    after: tuple[int, uuid.UUID] | None = None,
-) -> PageValidator:
+def list_validator(reads, **arguments) -> PageValidator:
     """The parent checks and the validator of the page `list_pieces` would return for the
-    same arguments, read from the list index without building the page."""
-    row = reads.fetch_one(tenant, _Q["list_validator"], list_parameters(
-        tenant=tenant, project_guid=project_guid, component_guid=component_guid,
-        assembly_guid=assembly_guid, include_inactive=include_inactive, limit=limit,
-        offset=offset, after=after))
-    return PageValidator(*row)
+    same (keyword) arguments, read from the list index without building the page."""
+    return PageValidator(*reads.fetch_one(arguments["tenant"], _Q["list_validator"],
+                                          list_parameters(**{"after": None, **arguments})))
 
 
 def list_parameters(*, tenant, project_guid, component_guid, assembly_guid, include_inactive,

@@ -113,13 +113,17 @@ WITH project AS (
       AND (is_active OR %(include_inactive)s)
 ),"""
 
-_PAGE_RESULT = """\
+# What the parent CTEs found: the first columns of every statement that checks the list's
+# parent filters (dao.pieces.ParentChecks).
+_PARENTS_FOUND = """\
 SELECT EXISTS (SELECT FROM project) AS project_found,
        EXISTS (SELECT FROM component) AS component_found,
        (SELECT project_guid FROM component) AS component_project_guid,
        EXISTS (SELECT FROM assembly) AS assembly_found,
        (SELECT component_guid FROM assembly) AS assembly_component_guid,
-       (SELECT project_guid FROM assembly) AS assembly_project_guid,
+       (SELECT project_guid FROM assembly) AS assembly_project_guid"""
+
+_PAGE_RESULT = _PARENTS_FOUND + """,
        (SELECT count(*) FROM page) AS row_count,
        (SELECT (extract(epoch FROM created_at) * 1000000)::bigint || ' ' || guid
         FROM page
@@ -166,12 +170,7 @@ list_pieces and the validator of the range the page covers (its last row is foun
 skipping end_offset = offset + limit - 1 rows in an index-only scan). Same columns as
 list_pieces' checks and validator; the page itself is not read.
 """, f"""{_PARENT_CHECKS} {bound}, {_RANGE}
-SELECT EXISTS (SELECT FROM project) AS project_found,
-       EXISTS (SELECT FROM component) AS component_found,
-       (SELECT project_guid FROM component) AS component_project_guid,
-       EXISTS (SELECT FROM assembly) AS assembly_found,
-       (SELECT component_guid FROM assembly) AS assembly_component_guid,
-       (SELECT project_guid FROM assembly) AS assembly_project_guid,
+{_PARENTS_FOUND},
 {_VALIDATOR}""")
 
 
@@ -495,12 +494,7 @@ reads these columns): each parent visible in the tenant (soft-deleted ones only 
 include_inactive), and the parents it names, to tell "does not belong" apart.
 """, f"""\
 {parents}
-SELECT EXISTS (SELECT FROM project) AS project_found,
-       EXISTS (SELECT FROM component) AS component_found,
-       (SELECT project_guid FROM component) AS component_project_guid,
-       EXISTS (SELECT FROM assembly) AS assembly_found,
-       (SELECT component_guid FROM assembly) AS assembly_component_guid,
-       (SELECT project_guid FROM assembly) AS assembly_project_guid"""),
+{_PARENTS_FOUND}"""),
         _declare_export("export_pieces_ndjson", """
 The export as NDJSON: a cursor over the tenant's pieces with the list's filters, one
 PieceDetail JSON object per row, built by PostgreSQL from the detail's column list (the

@@ -39,11 +39,6 @@ def piece_items(tree, count, prefix="PC"):
 
 
 @pytest.fixture
-def integration(as_tenant, tenant):
-    return as_tenant(tenant, "Integration")
-
-
-@pytest.fixture
 def tree(seed, tenant):
     return seed.tree(tenant, pieces_per_assembly=0)
 

@@ -15,11 +15,6 @@ LIST = "/api/v1/pieces"
 
 
 @pytest.fixture
-def integration(as_tenant, tenant):
-    return as_tenant(tenant, "Integration")
-
-
-@pytest.fixture
 def tree(seed, tenant):
     return seed.tree(tenant, pieces_per_assembly=0)
 

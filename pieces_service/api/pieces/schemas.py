@@ -21,18 +21,23 @@ FIELD_OF_TYPE = {
 }
 
 
-class PieceListArgs(Schema):
-    """Query arguments of GET /api/v1/pieces."""
+class PieceFilterArgs(Schema):
+    """The list's filters (SPEC §4), shared by the list and the export."""
 
     project_guid = ma.fields.UUID(metadata={"description": "Only pieces of this project."})
     component_guid = ma.fields.UUID(metadata={"description": "Only pieces of this component."})
     assembly_guid = ma.fields.UUID(metadata={"description": "Only pieces of this assembly."})
     company_guid = ma.fields.UUID(
-        metadata={"description": "Tenant to list (SystemAdmin: any; others: their own)."}
+        metadata={"description": "Tenant to read (SystemAdmin: any; others: their own)."}
     )
     include_inactive = ma.fields.Boolean(
         load_default=False, metadata={"description": "Include soft-deleted pieces."}
     )
+
+
+class PieceListArgs(PieceFilterArgs):
+    """Query arguments of GET /api/v1/pieces."""
+
     limit = ma.fields.Integer(
         load_default=100, validate=ma.validate.Range(min=1, max=1000),
         metadata={"description": "Page size, 1–1000."},
@@ -57,19 +62,9 @@ class PieceDetailArgs(Schema):
     )
 
 
-class PieceExportArgs(Schema):
+class PieceExportArgs(PieceFilterArgs):
     """Query arguments of GET /api/v1/pieces/export: the list's filters, and no window (every
     matching piece is exported)."""
-
-    project_guid = ma.fields.UUID(metadata={"description": "Only pieces of this project."})
-    component_guid = ma.fields.UUID(metadata={"description": "Only pieces of this component."})
-    assembly_guid = ma.fields.UUID(metadata={"description": "Only pieces of this assembly."})
-    company_guid = ma.fields.UUID(
-        metadata={"description": "Tenant to export (SystemAdmin: any; others: their own)."}
-    )
-    include_inactive = ma.fields.Boolean(
-        load_default=False, metadata={"description": "Include soft-deleted pieces."}
-    )
 
 
 def _response_field(name: str) -> ma.fields.Field:

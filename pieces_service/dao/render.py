@@ -64,15 +64,27 @@ _PAGE_FILTERS = f"""{_IN_LIST}{_ACTIVE}{_AFTER}{_ORDER}
 # end when the page is not full). Any write that changes the page's content, or what the
 # offset skips, writes a row in that range. Read from the list index alone (it INCLUDEs
 # change_xid). `bound` is the page's last row.
+#
+# The bound joins in as a row (`upper`, one row: the page's last key, or +infinity), never as
+# a subquery inside the condition: under row-level security the planner keeps a condition
+# with a sublink behind the policy's, as a filter, and would read the whole project (60,000
+# index entries for a big one) instead of the range. A join column is an index condition.
 _RANGE = f"""\
-range AS (
-    SELECT count(*) AS rows_in_range,
-           max(change_xid)::text AS newest_change
-    FROM pieces
-{_IN_LIST}{_AFTER}
-      AND (created_at, guid) <= (coalesce((SELECT created_at FROM bound), 'infinity'),
-                                 coalesce((SELECT guid FROM bound),
-                                          'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+upper AS MATERIALIZED (
+    SELECT coalesce(bound.created_at, 'infinity') AS last_created_at,
+           coalesce(bound.guid, 'ffffffff-ffff-ffff-ffff-ffffffffffff') AS last_guid
+    FROM (SELECT) AS one
+    LEFT JOIN bound ON true
+), range AS (
+    SELECT counted.*
+    FROM upper
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS rows_in_range,
+               max(change_xid)::text AS newest_change
+        FROM pieces
+    {_IN_LIST.replace(chr(10), chr(10) + "    ")}{_AFTER.replace(chr(10), chr(10) + "    ")}
+          AND (created_at, guid) <= (upper.last_created_at, upper.last_guid)
+    ) AS counted
 )"""
 _PAGE_BOUND = """\
 bound AS (

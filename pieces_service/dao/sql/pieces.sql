@@ -66,20 +66,27 @@ WITH project AS (
     ORDER BY created_at DESC,
              guid DESC
     LIMIT 1
+), upper AS MATERIALIZED (
+    SELECT coalesce(bound.created_at, 'infinity') AS last_created_at,
+           coalesce(bound.guid, 'ffffffff-ffff-ffff-ffff-ffffffffffff') AS last_guid
+    FROM (SELECT) AS one
+    LEFT JOIN bound ON true
 ), range AS (
-    SELECT count(*) AS rows_in_range,
-           max(change_xid)::text AS newest_change
-    FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (%(after_us)s::bigint IS NULL
-           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
-                                    %(after_guid)s::uuid))
-      AND (created_at, guid) <= (coalesce((SELECT created_at FROM bound), 'infinity'),
-                                 coalesce((SELECT guid FROM bound),
-                                          'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+    SELECT counted.*
+    FROM upper
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS rows_in_range,
+               max(change_xid)::text AS newest_change
+        FROM pieces
+        WHERE company_guid = %(tenant)s
+          AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+          AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+          AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+          AND (%(after_us)s::bigint IS NULL
+               OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+                                        %(after_guid)s::uuid))
+          AND (created_at, guid) <= (upper.last_created_at, upper.last_guid)
+    ) AS counted
 )
 SELECT EXISTS (SELECT FROM project) AS project_found,
        EXISTS (SELECT FROM component) AS component_found,
@@ -163,20 +170,27 @@ WITH project AS (
     ORDER BY created_at DESC,
              guid DESC
     LIMIT 1
+), upper AS MATERIALIZED (
+    SELECT coalesce(bound.created_at, 'infinity') AS last_created_at,
+           coalesce(bound.guid, 'ffffffff-ffff-ffff-ffff-ffffffffffff') AS last_guid
+    FROM (SELECT) AS one
+    LEFT JOIN bound ON true
 ), range AS (
-    SELECT count(*) AS rows_in_range,
-           max(change_xid)::text AS newest_change
-    FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (%(after_us)s::bigint IS NULL
-           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
-                                    %(after_guid)s::uuid))
-      AND (created_at, guid) <= (coalesce((SELECT created_at FROM bound), 'infinity'),
-                                 coalesce((SELECT guid FROM bound),
-                                          'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+    SELECT counted.*
+    FROM upper
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS rows_in_range,
+               max(change_xid)::text AS newest_change
+        FROM pieces
+        WHERE company_guid = %(tenant)s
+          AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+          AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+          AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+          AND (%(after_us)s::bigint IS NULL
+               OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+                                        %(after_guid)s::uuid))
+          AND (created_at, guid) <= (upper.last_created_at, upper.last_guid)
+    ) AS counted
 )
 SELECT EXISTS (SELECT FROM project) AS project_found,
        EXISTS (SELECT FROM component) AS component_found,
@@ -237,20 +251,27 @@ WITH project AS (
              guid
     LIMIT 1
     OFFSET %(end_offset)s
+), upper AS MATERIALIZED (
+    SELECT coalesce(bound.created_at, 'infinity') AS last_created_at,
+           coalesce(bound.guid, 'ffffffff-ffff-ffff-ffff-ffffffffffff') AS last_guid
+    FROM (SELECT) AS one
+    LEFT JOIN bound ON true
 ), range AS (
-    SELECT count(*) AS rows_in_range,
-           max(change_xid)::text AS newest_change
-    FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (%(after_us)s::bigint IS NULL
-           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
-                                    %(after_guid)s::uuid))
-      AND (created_at, guid) <= (coalesce((SELECT created_at FROM bound), 'infinity'),
-                                 coalesce((SELECT guid FROM bound),
-                                          'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+    SELECT counted.*
+    FROM upper
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS rows_in_range,
+               max(change_xid)::text AS newest_change
+        FROM pieces
+        WHERE company_guid = %(tenant)s
+          AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+          AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+          AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+          AND (%(after_us)s::bigint IS NULL
+               OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+                                        %(after_guid)s::uuid))
+          AND (created_at, guid) <= (upper.last_created_at, upper.last_guid)
+    ) AS counted
 )
 SELECT EXISTS (SELECT FROM project) AS project_found,
        EXISTS (SELECT FROM component) AS component_found,

@@ -38,9 +38,10 @@ class PiecePage(ParentChecks):
     row_count: int
     last_key: str | None  # "<created_at in µs since the epoch> <guid>" of the last row
     body: str
-    rows_in_range: int    # the validator: rows from the page's start to its last row,
+    rows_in_range: int | None  # the validator: rows from the page's start to its last row,
     newest_change: str | None  # ... their newest change_xid,
-    horizon: str          # ... and the snapshot's xmin (dao/render.py, _RANGE)
+    horizon: str | None   # ... and the snapshot's xmin (dao/render.py, _RANGE); all None
+                          # for a deep offset page, which has no cheap validator
 
 
 @dataclass(frozen=True)

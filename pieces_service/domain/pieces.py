@@ -80,7 +80,7 @@ def list_page(reads: OneMessageReads, principal: Principal, query: ListQuery,
         assembly_guid=query.assembly_guid, include_inactive=query.include_inactive,
         limit=query.limit, offset=query.offset,
         after=decode_cursor(query.cursor) if query.cursor else None)
-    if held is not None:
+    if held is not None and query.offset < pieces_dao.DEEP_OFFSET:  # deeper: no cheap tag
         validator = pieces_dao.list_validator(reads, **arguments)
         check_parents(validator, query)
         tag = page_tag(tenant, query, validator)
@@ -105,6 +105,8 @@ def page_tag(tenant: uuid.UUID, query: ListQuery, validator) -> str | None:
     newest change is at or above xmin, an older transaction still open could commit into
     the range under that maximum: no cheap tag then (the caller hashes the body)."""
     newest, horizon = validator.newest_change, validator.horizon
+    if horizon is None:  # a deep offset page (dao/render.py, _DEEP_PAGE_RESULT)
+        return None
     if newest is not None and int(newest) >= int(horizon):
         return None
     key = "|".join(str(part) for part in (

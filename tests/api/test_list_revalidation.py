@@ -179,6 +179,7 @@ def test_the_range_is_an_index_range_under_row_level_security(db_url, admin_conn
     try:
         with conn.cursor() as cur:
             cur.execute("SET LOCAL ROLE pieces_app; SET LOCAL enable_seqscan = off;"
+                        " SET LOCAL enable_bitmapscan = off;"
                         " SELECT set_config('pieces.tenant', %s, true)", (str(tenant),))
             cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + load_queries("pieces.sql")[statement],
                         pieces_dao.list_parameters(

@@ -257,3 +257,31 @@ def assert_one_line_error(status, err, expected_status, *fragments, prog):
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in lines[0], err
+
+
+# Plans, as a request's statement runs.
+
+def explain_as_app(db_url, tenant, statement: str, params: dict) -> dict:
+    """EXPLAIN ANALYZE's plan of `statement` run as a request runs it (pieces_app, RLS on,
+    `tenant` set), with sequential and bitmap scans off: whether an index can serve it,
+    however small the test table."""
+    from pieces_service.migrate import connect
+
+    conn = connect(db_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET LOCAL ROLE pieces_app; SET LOCAL enable_seqscan = off;"
+                        " SET LOCAL enable_bitmapscan = off;"
+                        " SELECT set_config('pieces.tenant', %s, true)", (str(tenant),))
+            cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params)
+            return cur.fetchone()[0][0]["Plan"]
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def plan_nodes(plan: dict):
+    """Every node of an EXPLAIN (FORMAT JSON) plan."""
+    yield plan
+    for child in plan.get("Plans", ()):
+        yield from plan_nodes(child)

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from helpers import assert_error, item, ok, post
+from helpers import assert_error, explain_as_app, item, ok, plan_nodes, post
 from pieces_service.catalogue import DETAIL_FIELDS, LEVELS
 from pieces_service.migrate import connect
 
@@ -331,27 +331,10 @@ def test_a_caught_up_poll_is_one_index_probe(db_url, admin_conn, integration, tr
         xid = int(cur.fetchone()[0])
     params = changes_dao.parameters(tenant=tenant, after=(xid, uuid.UUID(rows[-1]["guid"])),
                                     limit=100)
-    conn = connect(db_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET LOCAL ROLE pieces_app; SET LOCAL enable_seqscan = off;"
-                        " SET LOCAL enable_bitmapscan = off;"
-                        " SELECT set_config('pieces.tenant', %s, true)", (str(tenant),))
-            cur.execute("EXPLAIN (FORMAT JSON, ANALYZE) "
-                        + changes_dao.statement(LEVELS["piece"]), params)
-            plan = cur.fetchone()[0][0]["Plan"]
-    finally:
-        conn.rollback()
-        conn.close()
-    index_scans = [n for n in _nodes(plan) if n.get("Relation Name") == "pieces"]
+    plan = explain_as_app(db_url, tenant, changes_dao.statement(LEVELS["piece"]), params)
+    index_scans = [n for n in plan_nodes(plan) if n.get("Relation Name") == "pieces"]
     assert [n.get("Index Name") for n in index_scans] == ["pieces_changes_idx"], index_scans
     cond = index_scans[0]["Index Cond"]
     assert "company_guid" in cond and "change_xid" in cond and "pg_snapshot_xmin" in cond
     assert "Filter" not in index_scans[0]
     assert index_scans[0]["Actual Rows"] == 0
-
-
-def _nodes(plan):
-    yield plan
-    for child in plan.get("Plans", ()):
-        yield from _nodes(child)

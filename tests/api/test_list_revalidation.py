@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from helpers import assert_error, item, ok, post
+from helpers import assert_error, explain_as_app, item, ok, plan_nodes, post
 from pieces_service.dao import pieces as pieces_dao
 from pieces_service.migrate import connect
 
@@ -175,28 +175,12 @@ def test_the_range_is_an_index_range_under_row_level_security(db_url, admin_conn
                     " piece_id) SELECT gen_random_uuid(), %s, %s, %s, 'R-' || n"
                     " FROM generate_series(1, 300) AS n",
                     (str(tenant), str(tree.project), str(tree.component)))
-    conn = connect(db_url)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET LOCAL ROLE pieces_app; SET LOCAL enable_seqscan = off;"
-                        " SET LOCAL enable_bitmapscan = off;"
-                        " SELECT set_config('pieces.tenant', %s, true)", (str(tenant),))
-            cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + load_queries("pieces.sql")[statement],
-                        pieces_dao.list_parameters(
-                            tenant=tenant, project_guid=tree.project, component_guid=None,
-                            assembly_guid=None, include_inactive=False, limit=10, offset=0,
-                            after=None))
-            plan = cur.fetchone()[0][0]["Plan"]
-    finally:
-        conn.rollback()
-        conn.close()
-    ranges = [node for node in _nodes(plan) if node.get("Relation Name") == "pieces"
+    plan = explain_as_app(db_url, tenant, load_queries("pieces.sql")[statement],
+                          pieces_dao.list_parameters(
+                              tenant=tenant, project_guid=tree.project, component_guid=None,
+                              assembly_guid=None, include_inactive=False, limit=10, offset=0,
+                              after=None))
+    ranges = [node for node in plan_nodes(plan) if node.get("Relation Name") == "pieces"
               and "<=" in node.get("Index Cond", "")]
-    assert len(ranges) == 1, [n.get("Index Cond") for n in _nodes(plan)]
+    assert len(ranges) == 1, [n.get("Index Cond") for n in plan_nodes(plan)]
     assert ranges[0]["Actual Rows"] <= 10 and "Rows Removed by Filter" not in ranges[0]
-
-
-def _nodes(plan):
-    yield plan
-    for child in plan.get("Plans", ()):
-        yield from _nodes(child)

@@ -12,14 +12,19 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 class ServiceError(Exception):
     """An error with a message for the client (`detail`) and, for validation errors, the
-    bad fields (`errors`)."""
+    bad fields (`errors`). An error the same request may succeed after (`RETRY_AFTER`
+    seconds) says so in `Retry-After`, so that clients and gateways back off."""
+
+    RETRY_AFTER: str | None = None
 
     def __init__(self, detail: str, *, errors: dict | None = None,
                  headers: dict[str, str] | None = None):
         super().__init__(detail)
         self.detail = detail
         self.errors = errors
-        self.headers = headers or {}
+        self.headers = dict(headers or {})
+        if self.RETRY_AFTER:
+            self.headers.setdefault("Retry-After", self.RETRY_AFTER)
 
 
 class BadRequest(ServiceError):
@@ -42,6 +47,8 @@ class ConcurrentChange(Conflict):
     """A deadlock or serialization failure between concurrent writers: nothing was written,
     and the same request succeeds when retried."""
 
+    RETRY_AFTER = "1"
+
 
 class Invalid(ServiceError):
     """A field's value is refused (422, naming the field in `errors`)."""
@@ -57,6 +64,8 @@ class DatabaseFailure(ServiceError):
 
 class DatabaseUnavailable(ServiceError):
     """The database could not be reached, dropped the connection or timed out."""
+
+    RETRY_AFTER = "1"
 
 
 class NotAcceptable(ServiceError):
@@ -104,4 +113,4 @@ def from_database(exc: BaseException, *, disconnected: bool) -> ServiceError:
                 or isinstance(exc, PoolTimeout)):
             return DatabaseFailure("Internal server error")
     # Lost, could not connect, statement_timeout, or no pooled connection came free.
-    return DatabaseUnavailable("Database unavailable", headers={"Retry-After": "1"})
+    return DatabaseUnavailable("Database unavailable")

@@ -48,6 +48,7 @@ def test_deadlock_victim_gets_409_and_writes_nothing(app, db_url, seed, tenant, 
     response = result["response"]
     assert response.status_code == 409, response.get_json()
     assert "Retry" in response.get_json()["detail"]
+    assert response.headers["Retry-After"] == "1"
     assert fetch_one(admin_conn, "SELECT is_active FROM pieces WHERE guid = %s",
                      (str(piece),)) == (True,)
     assert fetch_one(admin_conn, "SELECT count(*) FROM audit_log WHERE entity_guid = %s",

@@ -71,6 +71,8 @@ def list_pieces(
     limit: int,
     offset: int,
     after: tuple[int, uuid.UUID] | None = None,
+    barcode: str | None = None,
+    piece_id: str | None = None,
 ) -> PiecePage:
     """One page of `tenant`'s pieces in (created_at, guid) order, after the keyset `after`
     (created_at in µs since the epoch, guid) when given, with the parent filters checked
@@ -78,7 +80,7 @@ def list_pieces(
     row = reads.fetch_one(tenant, list_statement(offset), list_parameters(
         tenant=tenant, project_guid=project_guid, component_guid=component_guid,
         assembly_guid=assembly_guid, include_inactive=include_inactive, limit=limit,
-        offset=offset, after=after))
+        offset=offset, after=after, barcode=barcode, piece_id=piece_id))
     return PiecePage(*row)
 
 
@@ -90,13 +92,15 @@ def list_validator(reads, **arguments) -> PageValidator:
 
 
 def list_parameters(*, tenant, project_guid, component_guid, assembly_guid, include_inactive,
-                    limit, offset, after) -> dict:
+                    limit, offset, after, barcode=None, piece_id=None) -> dict:
     """The parameters of the list statement (the benchmark builds its floor from them)."""
     return {
         "tenant": tenant,
         "project_guid": project_guid,
         "component_guid": component_guid,
         "assembly_guid": assembly_guid,
+        "barcode": barcode,
+        "piece_id": piece_id,
         "include_inactive": include_inactive,
         "limit": limit,
         "offset": offset,

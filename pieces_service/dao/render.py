@@ -45,7 +45,9 @@ _IN_LIST = """\
     WHERE company_guid = %(tenant)s
       AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
       AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)"""
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)"""
 _ACTIVE = """
       AND (is_active OR %(include_inactive)s)"""
 _AFTER = """

@@ -53,6 +53,8 @@ class ListQuery:
     project_guid: uuid.UUID | None = None
     component_guid: uuid.UUID | None = None
     assembly_guid: uuid.UUID | None = None
+    barcode: str | None = None     # exact match: a scanner's lookup
+    piece_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,8 @@ def list_page(reads: OneMessageReads, principal: Principal, query: ListQuery,
         tenant=tenant, project_guid=query.project_guid, component_guid=query.component_guid,
         assembly_guid=query.assembly_guid, include_inactive=query.include_inactive,
         limit=query.limit, offset=query.offset,
-        after=decode_cursor(query.cursor) if query.cursor else None)
+        after=decode_cursor(query.cursor) if query.cursor else None,
+        barcode=query.barcode, piece_id=query.piece_id)
     if held is not None and query.offset < pieces_dao.DEEP_OFFSET:  # deeper: no cheap tag
         validator = pieces_dao.list_validator(reads, **arguments)
         check_parents(validator, query)

@@ -9,6 +9,7 @@ import marshmallow as ma
 
 from ...catalogue import DETAIL_FIELDS, LIST_FIELDS, REQUIRED_DETAIL_FIELDS, piece_column
 from ...web.extensions import Schema
+from ..fields import Text
 
 MAX_OFFSET = 2**63 - 1
 
@@ -37,6 +38,10 @@ class PieceFilterArgs(Schema):
 
 class PieceListArgs(PieceFilterArgs):
     """Query arguments of GET /api/v1/pieces."""
+
+    barcode = Text(metadata={"description": "Only the pieces with exactly this barcode (a "
+                                            "scanner's lookup; combines with the others)."})
+    piece_id = Text(metadata={"description": "Only the pieces with exactly this piece_id."})
 
     limit = ma.fields.Integer(
         load_default=100, validate=ma.validate.Range(min=1, max=1000),

@@ -50,6 +50,8 @@ WITH project AS (
       AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
       AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
       AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
       AND (is_active OR %(include_inactive)s)
       AND (%(after_us)s::bigint IS NULL
            OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
@@ -82,6 +84,8 @@ WITH project AS (
           AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
           AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
           AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+          AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
+          AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
           AND (%(after_us)s::bigint IS NULL
                OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
                                         %(after_guid)s::uuid))
@@ -138,6 +142,8 @@ WITH project AS (
       AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
       AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
       AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
       AND (is_active OR %(include_inactive)s)
       AND (%(after_us)s::bigint IS NULL
            OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
@@ -215,6 +221,8 @@ WITH project AS (
       AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
       AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
       AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
       AND (is_active OR %(include_inactive)s)
       AND (%(after_us)s::bigint IS NULL
            OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
@@ -239,6 +247,8 @@ WITH project AS (
           AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
           AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
           AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+          AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
+          AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
           AND (%(after_us)s::bigint IS NULL
                OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
                                         %(after_guid)s::uuid))

@@ -216,22 +216,33 @@ def reads() -> Iterator[OneMessageReads]:
     """
     setup = current_app.extensions["pieces_db"]["read_setup"]
     engine = get_engine()
-    try:
-        pooled = engine.raw_connection()
-    except (psycopg2.Error, sa_exc.SQLAlchemyError) as exc:  # could not connect, pool timeout
-        raise errors.from_database(exc, disconnected=False) from exc
+    pooled = _checkout(engine)
     try:
         with pooled.cursor() as cursor:
             yield OneMessageReads(cursor, setup)
     except psycopg2.Error as exc:
-        connection = pooled.dbapi_connection
-        disconnected = connection is None or bool(connection.closed) \
-            or engine.dialect.is_disconnect(exc, connection, None)
-        if disconnected:
-            pooled.invalidate(exc)
-        raise errors.from_database(exc, disconnected=disconnected) from exc
+        raise _classified_raw(engine, pooled, exc) from exc
     finally:
         pooled.close()  # back to the pool (or discarded, when invalidated)
+
+
+def _checkout(engine: Engine):
+    """A pooled DBAPI connection; could not connect or pool timeout: `errors.from_database`."""
+    try:
+        return engine.raw_connection()
+    except (psycopg2.Error, sa_exc.SQLAlchemyError) as exc:
+        raise errors.from_database(exc, disconnected=False) from exc
+
+
+def _classified_raw(engine: Engine, pooled, exc: psycopg2.Error) -> errors.ServiceError:
+    """The service error for `exc` raised on the raw pooled connection `pooled`, told apart as
+    SQLAlchemy would: a lost connection is invalidated (never pooled again)."""
+    connection = pooled.dbapi_connection
+    disconnected = connection is None or bool(connection.closed) \
+        or engine.dialect.is_disconnect(exc, connection, None)
+    if disconnected:
+        pooled.invalidate(exc)
+    return errors.from_database(exc, disconnected=disconnected)
 
 
 def _rollback(conn: Connection) -> None:
@@ -276,12 +287,7 @@ class StreamingRead:
             self._cursor.execute(statement, params)
             return self._cursor.fetchall() if self._cursor.description else []
         except psycopg2.Error as exc:
-            connection = self._pooled.dbapi_connection
-            disconnected = connection is None or bool(connection.closed) \
-                or self._engine.dialect.is_disconnect(exc, connection, None)
-            if disconnected:
-                self._pooled.invalidate(exc)
-            raise errors.from_database(exc, disconnected=disconnected) from exc
+            raise _classified_raw(self._engine, self._pooled, exc) from exc
 
     def close(self) -> None:
         """ROLLBACK and give the connection back (or discard it); a no-op the second time."""
@@ -318,10 +324,7 @@ def streaming_read(tenant: uuid.UUID, *, time_limit_ms: int) -> StreamingRead:
     engine = get_engine()
     setup = _SETUP.format(mode="READ ONLY", statement_timeout=int(time_limit_ms),
                           idle_timeout=int(time_limit_ms))
-    try:
-        pooled = engine.raw_connection()
-    except (psycopg2.Error, sa_exc.SQLAlchemyError) as exc:  # could not connect, pool timeout
-        raise errors.from_database(exc, disconnected=False) from exc
+    pooled = _checkout(engine)
     try:
         stream = StreamingRead(engine, pooled, pooled.cursor())
     except BaseException:

@@ -42,6 +42,8 @@ class PiecePage(ParentChecks):
     newest_change: str | None  # ... their newest change_xid,
     horizon: str | None   # ... and the snapshot's xmin (dao/render.py, _RANGE); all None
                           # for a deep offset page, which has no cheap validator
+    total: int | None          # with count_exact: every row the filters match,
+    before_cursor: int | None  # ... and those before the cursor (else both None)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,8 @@ class PageValidator(ParentChecks):
     rows_in_range: int
     newest_change: str | None
     horizon: str
+    total: int | None
+    before_cursor: int | None
 
 
 @dataclass(frozen=True)
@@ -73,14 +77,17 @@ def list_pieces(
     after: tuple[int, uuid.UUID] | None = None,
     barcode: str | None = None,
     piece_id: str | None = None,
+    count_exact: bool = False,
 ) -> PiecePage:
     """One page of `tenant`'s pieces in (created_at, guid) order, after the keyset `after`
     (created_at in µs since the epoch, guid) when given, with the parent filters checked
-    against the same tenant. `reads`: a `db.OneMessageReads`."""
+    against the same tenant, and with `count_exact` the total the filters match, from the
+    same snapshot. `reads`: a `db.OneMessageReads`."""
     row = reads.fetch_one(tenant, list_statement(offset), list_parameters(
         tenant=tenant, project_guid=project_guid, component_guid=component_guid,
         assembly_guid=assembly_guid, include_inactive=include_inactive, limit=limit,
-        offset=offset, after=after, barcode=barcode, piece_id=piece_id))
+        offset=offset, after=after, barcode=barcode, piece_id=piece_id,
+        count_exact=count_exact))
     return PiecePage(*row)
 
 
@@ -91,8 +98,17 @@ def list_validator(reads, **arguments) -> PageValidator:
                                           list_parameters(**{"after": None, **arguments})))
 
 
+def planned_count(reads, **arguments) -> int:
+    """The planner's estimate of the rows the list's filters match (`Prefer: count=planned`),
+    for the same (keyword) arguments as `list_pieces`."""
+    [plan] = reads.fetch_one(arguments["tenant"], _Q["count_planned"],
+                             list_parameters(**{"after": None, **arguments}))[0]
+    return int(plan["Plan"]["Plan Rows"])
+
+
 def list_parameters(*, tenant, project_guid, component_guid, assembly_guid, include_inactive,
-                    limit, offset, after, barcode=None, piece_id=None) -> dict:
+                    limit, offset, after, barcode=None, piece_id=None,
+                    count_exact=False) -> dict:
     """The parameters of the list statement (the benchmark builds its floor from them)."""
     return {
         "tenant": tenant,
@@ -108,6 +124,7 @@ def list_parameters(*, tenant, project_guid, component_guid, assembly_guid, incl
         "end_offset": min(offset + limit - 1, MAX_BIGINT),
         "after_us": after[0] if after else None,
         "after_guid": after[1] if after else None,
+        "count_exact": count_exact,
     }
 
 

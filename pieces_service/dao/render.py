@@ -103,6 +103,25 @@ _VALIDATOR = """\
        (SELECT newest_change FROM range) AS newest_change,
        pg_snapshot_xmin(pg_current_snapshot())::text AS horizon"""
 
+# The total a `Prefer: count=exact` asks for (SPEC §10): every row the filters match, and how
+# many of them lie before the keyset cursor (where a cursor page starts). Without it,
+# count_exact is false: psycopg2 inlines it, the planner folds the condition to a one-time
+# filter, and nothing is counted.
+_COUNTED = f"""\
+counted AS (
+    SELECT count(*) AS total,
+           count(*) FILTER (WHERE (created_at, guid) <= (
+               timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+               %(after_guid)s::uuid
+           )) AS before_cursor
+    FROM pieces
+{_IN_LIST}{_ACTIVE}
+      AND %(count_exact)s
+)"""
+_TOTAL = """,
+       (SELECT total FROM counted) AS total,
+       (SELECT before_cursor FROM counted) AS before_cursor"""
+
 _PARENT_CHECKS = """\
 WITH project AS (
     SELECT guid
@@ -146,14 +165,14 @@ _PAGE_ROWS = _PARENTS_FOUND + """,
        (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
         FROM page) AS body,
 """
-_PAGE_RESULT = _PAGE_ROWS + _VALIDATOR
+_PAGE_RESULT = _PAGE_ROWS + _VALIDATOR + _TOTAL
 # A deep offset page has no cheap validator: its range would span every row the offset
 # skips, a second pass over them (make bench: a third off deep_offset's rate). It is
 # tagged by its body's hash instead; the cursor is the way to page deep.
 _DEEP_PAGE_RESULT = _PAGE_ROWS + """\
        NULL::bigint AS rows_in_range,
        NULL::text AS newest_change,
-       NULL::text AS horizon"""
+       NULL::text AS horizon""" + _TOTAL
 
 
 def _page(where: str) -> str:
@@ -169,7 +188,8 @@ folds those branches away and picks the index for the filters actually given.
 after_us/after_guid: the keyset cursor (created_at in microseconds since the epoch, so
 its text never depends on a time zone or an ISO parser). last_key is the next cursor.
 For offsets below dao.pieces.DEEP_OFFSET (list_pieces_deep serves the others).
-""", f"{_PARENT_CHECKS} {_page(_PAGE_FILTERS)}, {_PAGE_BOUND}, {_RANGE}\n{_PAGE_RESULT}")
+""", f"{_PARENT_CHECKS} {_page(_PAGE_FILTERS)}, {_PAGE_BOUND}, {_RANGE}, {_COUNTED}\n"
+        f"{_PAGE_RESULT}")
 
 
 def list_pieces_deep() -> str:
@@ -181,7 +201,7 @@ list_pieces for deep offsets: skip rows in an index-only scan of the order index
 INCLUDEs is_active), then fetch just the page's rows by primary key. On shallow pages
 the extra join costs more than it saves (BENCHMARKS.md). No validator (NULL): the page
 is tagged by its body's hash.
-""", f"{_PARENT_CHECKS} {keys}, {rows}\n{_DEEP_PAGE_RESULT}")
+""", f"{_PARENT_CHECKS} {keys}, {rows}, {_COUNTED}\n{_DEEP_PAGE_RESULT}")
 
 
 def list_validator() -> str:
@@ -192,9 +212,22 @@ The list's ETag for a conditional GET, without building the page: the parent che
 list_pieces and the validator of the range the page covers (its last row is found by
 skipping end_offset = offset + limit - 1 rows in an index-only scan). Same columns as
 list_pieces' checks and validator; the page itself is not read.
-""", f"""{_PARENT_CHECKS} {bound}, {_RANGE}
+""", f"""{_PARENT_CHECKS} {bound}, {_RANGE}, {_COUNTED}
 {_PARENTS_FOUND},
-{_VALIDATOR}""")
+{_VALIDATOR}{_TOTAL}""")
+
+
+def count_planned() -> str:
+    return _statement("count_planned", """
+The planner's estimate of the rows the list's filters match, for `Prefer: count=planned`:
+the "Plan Rows" of the plan's top node. Nothing is read but the table's statistics, so it
+costs the same on any size; run as pieces_app, the estimate includes the row-level
+security policy (its tenant condition is the filter's own, so it does not shrink it).
+""", f"""\
+EXPLAIN (FORMAT JSON)
+SELECT
+FROM pieces
+{_IN_LIST}{_ACTIVE}""")
 
 
 def get_piece() -> str:
@@ -546,7 +579,8 @@ def files() -> dict[str, str]:
             sync.append(existing_rows(level))
     hierarchy = [statement for level in LEVELS.values() for statement in cascade(level)]
     rendered = {
-        "pieces.sql": [list_pieces(), list_pieces_deep(), list_validator(), get_piece()],
+        "pieces.sql": [list_pieces(), list_pieces_deep(), list_validator(), count_planned(),
+                       get_piece()],
         "sync.sql": sync,
         "hierarchy.sql": hierarchy,
         "changes.sql": changes(),

@@ -55,6 +55,12 @@ class ListQuery:
     assembly_guid: uuid.UUID | None = None
     barcode: str | None = None     # exact match: a scanner's lookup
     piece_id: str | None = None
+    count: str | None = None       # "exact" | "planned": Prefer: count=... (COUNTS)
+
+
+# What `Prefer: count=<mode>` may ask for (SPEC §10): the exact total, from the page's
+# snapshot, or the planner's estimate, read from statistics alone.
+COUNTS = ("exact", "planned")
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,17 @@ class Page:
     body: str | None          # the JSON array, as PostgreSQL built it; None: not modified
     next_cursor: str | None   # set when the page is full
     etag: str | None          # the page's validator; None: hash the body
+    count: Count | None = None  # when the query asked for one
+
+
+@dataclass(frozen=True)
+class Count:
+    """What `Prefer: count=...` answers: the total, and where the page starts in it."""
+
+    total: int
+    first: int | None  # position of the page's first row; None when unknown (a cursor
+                       # page under a planned count)
+    rows: int          # rows on the page
 
 
 # Part of every list tag: a change of what a list item carries changes every tag.
@@ -82,21 +99,33 @@ def list_page(reads: OneMessageReads, principal: Principal, query: ListQuery,
         assembly_guid=query.assembly_guid, include_inactive=query.include_inactive,
         limit=query.limit, offset=query.offset,
         after=decode_cursor(query.cursor) if query.cursor else None,
-        barcode=query.barcode, piece_id=query.piece_id)
+        barcode=query.barcode, piece_id=query.piece_id, count_exact=query.count == "exact")
+    planned = (pieces_dao.planned_count(reads, **arguments) if query.count == "planned"
+               else None)
     if held is not None and query.offset < pieces_dao.DEEP_OFFSET:  # deeper: no cheap tag
         validator = pieces_dao.list_validator(reads, **arguments)
         check_parents(validator, query)
-        tag = page_tag(tenant, query, validator)
+        tag = page_tag(tenant, query, validator, planned)
         if tag is not None and held(tag):
             return Page(None, None, tag)
     page = pieces_dao.list_pieces(reads, **arguments)
     check_parents(page, query)
     full = page.row_count == query.limit and page.last_key
     return Page(page.body, encode_cursor(page.last_key) if full else None,
-                page_tag(tenant, query, page))
+                page_tag(tenant, query, page, planned), _count(query, page, planned))
 
 
-def page_tag(tenant: uuid.UUID, query: ListQuery, validator) -> str | None:
+def _count(query: ListQuery, page, planned: int | None) -> Count | None:
+    """The page's place in the total its query asked for (None: not asked)."""
+    if query.count == "exact":
+        return Count(page.total, page.before_cursor + query.offset, page.row_count)
+    if query.count == "planned":
+        return Count(planned, None if query.cursor else query.offset, page.row_count)
+    return None
+
+
+def page_tag(tenant: uuid.UUID, query: ListQuery, validator,
+             planned: int | None = None) -> str | None:
     """The list page's entity tag, from the validator of its range (the row count and the
     newest change_xid from the page's start to its last row, dao/render.py `_RANGE`); None
     when it cannot be trusted.
@@ -106,14 +135,19 @@ def page_tag(tenant: uuid.UUID, query: ListQuery, validator) -> str | None:
     open), every transaction that could still write has a larger id, so any later change
     raises the maximum or the count: the tag changes exactly when it must. While the
     newest change is at or above xmin, an older transaction still open could commit into
-    the range under that maximum: no cheap tag then (the caller hashes the body)."""
+    the range under that maximum: no cheap tag then (the caller hashes the body).
+
+    A count the query asked for enters the tag too (the exact total from the same
+    statement, or the planner's estimate), so a cached page never holds a stale count:
+    rows added beyond a full page leave its range alone but change the total."""
     newest, horizon = validator.newest_change, validator.horizon
     if horizon is None:  # a deep offset page (dao/render.py, _DEEP_PAGE_RESULT)
         return None
     if newest is not None and int(newest) >= int(horizon):
         return None
     key = "|".join(str(part) for part in (
-        _TAG_VERSION, tenant, *astuple(query), validator.rows_in_range, newest))
+        _TAG_VERSION, tenant, *astuple(query), validator.rows_in_range, newest,
+        validator.total, planned))
     return "l" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 

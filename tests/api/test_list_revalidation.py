@@ -183,4 +183,6 @@ def test_the_range_is_an_index_range_under_row_level_security(db_url, admin_conn
     ranges = [node for node in plan_nodes(plan) if node.get("Relation Name") == "pieces"
               and "<=" in node.get("Index Cond", "")]
     assert len(ranges) == 1, [n.get("Index Cond") for n in plan_nodes(plan)]
-    assert ranges[0]["Actual Rows"] <= 10 and "Rows Removed by Filter" not in ranges[0]
+    # (On a table without statistics the planner may take another tenant-leading index and
+    # filter the project there: that filter removes nothing when the bound is in the index.)
+    assert ranges[0]["Actual Rows"] <= 10 and ranges[0].get("Rows Removed by Filter", 0) == 0

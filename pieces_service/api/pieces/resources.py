@@ -14,7 +14,7 @@ from ...auth import READ_ROLES, require_roles
 from ...catalogue import DETAIL_FIELDS
 from ...domain import export, pieces
 from ...errors import NotAcceptable
-from ...web import conditional, observability
+from ...web import conditional, observability, prefer
 from ...web.extensions import Blueprint, ErrorSchema
 from .. import examples
 from .schemas import (PieceDetail, PieceDetailArgs, PieceExportArgs, PieceListArgs,
@@ -29,10 +29,29 @@ JSON = "application/json"
 @blp.route("")
 class PieceList(MethodView):
     @blp.arguments(PieceListArgs(), location="query", as_kwargs=True)
+    @blp.doc(parameters=[{
+        "in": "header", "name": "Prefer", "required": False,
+        "schema": {"type": "string", "enum": ["count=exact", "count=planned"]},
+        "description": "`count=exact`: the total the filters match, from the page's own "
+                       "snapshot (costs a count of those rows). `count=planned`: the "
+                       "planner's estimate (costs nothing on any size). Answered in "
+                       "`Content-Range`; never counted unless asked.",
+    }])
     @blp.response(200, PieceResponse(many=True), content_type=JSON,
                   example=[examples.PIECE_RESPONSE],
-                  headers={"Link": {"description": 'Next page: `<url>; rel="next"`',
-                                    "schema": {"type": "string"}}})
+                  headers={
+                      "Link": {"description": 'Next page: `<url>; rel="next"`',
+                               "schema": {"type": "string"}},
+                      "Content-Range": {
+                          "description": "With `Prefer: count=…`: `<first>-<last>/<total>` "
+                                         "(0-based positions of the page's rows), `*/<total>` "
+                                         "for an empty page or a cursor page under a planned "
+                                         "count.",
+                          "schema": {"type": "string", "example": "0-99/12345"}},
+                      "Preference-Applied": {
+                          "description": "The count preference honoured, e.g. `count=exact`.",
+                          "schema": {"type": "string"}},
+                  })
     @blp.alt_response(400, schema=ErrorSchema, description="Parent filters do not chain")
     @blp.alt_response(403, schema=ErrorSchema, description="company_guid not accessible")
     @blp.alt_response(404, schema=ErrorSchema, description="Parent filter not found")
@@ -45,20 +64,42 @@ class PieceList(MethodView):
         costs the same at any depth. The `ETag` comes from the change stamps of the page's
         rows: a matching `If-None-Match` is a `304`, answered without building the page.
         """
+        count = prefer.preference("count")
+        query = pieces.ListQuery(**query, count=count if count in pieces.COUNTS else None)
         held = request.if_none_match.contains_weak if request.if_none_match else None
         with db.reads() as reads:
-            page = pieces.list_page(reads, principal, pieces.ListQuery(**query), held)
-        if page.body is None:
-            return conditional.not_modified(page.etag)
-        response = Response(page.body, status=200, mimetype=JSON)
-        if page.etag:
-            response.set_etag(page.etag)
-        if page.next_cursor:
-            args = request.args.to_dict()
-            args.pop("offset", None)
-            args["cursor"] = page.next_cursor
-            response.headers["Link"] = f'<{url_for("pieces.PieceList", **args)}>; rel="next"'
+            page = pieces.list_page(reads, principal, query, held)
+        response = (conditional.not_modified(page.etag) if page.body is None
+                    else _page_response(page, query.count))
+        response.vary.add("Prefer")  # the same URL answers with and without a count
         return response
+
+
+def _page_response(page: pieces.Page, count_mode: str | None) -> Response:
+    """The 200 of a list page: its tag, its count when asked for, the next page's link."""
+    response = Response(page.body, status=200, mimetype=JSON)
+    if page.count:
+        response.headers["Content-Range"] = _content_range(page.count)
+        response.headers["Preference-Applied"] = f"count={count_mode}"
+    if page.etag:
+        response.set_etag(page.etag)
+    elif page.count:  # tagged by the body's hash: the count must change the tag too
+        response.set_etag(conditional.etag_for(
+            page.body.encode() + response.headers["Content-Range"].encode()))
+    if page.next_cursor:
+        args = request.args.to_dict()
+        args.pop("offset", None)
+        args["cursor"] = page.next_cursor
+        response.headers["Link"] = f'<{url_for("pieces.PieceList", **args)}>; rel="next"'
+    return response
+
+
+def _content_range(count: pieces.Count) -> str:
+    """PostgREST's `Content-Range` for a counted page: `0-99/12345`, or `*/12345` when the
+    page is empty or its start is not known."""
+    if count.rows and count.first is not None:
+        return f"{count.first}-{count.first + count.rows - 1}/{count.total}"
+    return f"*/{count.total}"
 
 
 # The export's representations: media type in Accept -> (format, Content-Type sent).

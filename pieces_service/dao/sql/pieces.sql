@@ -91,6 +91,21 @@ WITH project AS (
                                         %(after_guid)s::uuid))
           AND (created_at, guid) <= (upper.last_created_at, upper.last_guid)
     ) AS counted
+), counted AS (
+    SELECT count(*) AS total,
+           count(*) FILTER (WHERE (created_at, guid) <= (
+               timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+               %(after_guid)s::uuid
+           )) AS before_cursor
+    FROM pieces
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
+      AND (is_active OR %(include_inactive)s)
+      AND %(count_exact)s
 )
 SELECT EXISTS (SELECT FROM project) AS project_found,
        EXISTS (SELECT FROM component) AS component_found,
@@ -107,7 +122,9 @@ SELECT EXISTS (SELECT FROM project) AS project_found,
         FROM page) AS body,
        (SELECT rows_in_range FROM range) AS rows_in_range,
        (SELECT newest_change FROM range) AS newest_change,
-       pg_snapshot_xmin(pg_current_snapshot())::text AS horizon;
+       pg_snapshot_xmin(pg_current_snapshot())::text AS horizon,
+       (SELECT total FROM counted) AS total,
+       (SELECT before_cursor FROM counted) AS before_cursor;
 
 -- name: list_pieces_deep
 -- list_pieces for deep offsets: skip rows in an index-only scan of the order index (it
@@ -169,6 +186,21 @@ WITH project AS (
     FROM pieces
     WHERE company_guid = %(tenant)s
       AND guid IN (SELECT guid FROM page_keys)
+), counted AS (
+    SELECT count(*) AS total,
+           count(*) FILTER (WHERE (created_at, guid) <= (
+               timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+               %(after_guid)s::uuid
+           )) AS before_cursor
+    FROM pieces
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
+      AND (is_active OR %(include_inactive)s)
+      AND %(count_exact)s
 )
 SELECT EXISTS (SELECT FROM project) AS project_found,
        EXISTS (SELECT FROM component) AS component_found,
@@ -185,7 +217,9 @@ SELECT EXISTS (SELECT FROM project) AS project_found,
         FROM page) AS body,
        NULL::bigint AS rows_in_range,
        NULL::text AS newest_change,
-       NULL::text AS horizon;
+       NULL::text AS horizon,
+       (SELECT total FROM counted) AS total,
+       (SELECT before_cursor FROM counted) AS before_cursor;
 
 -- name: list_validator
 -- The list's ETag for a conditional GET, without building the page: the parent checks of
@@ -254,6 +288,21 @@ WITH project AS (
                                         %(after_guid)s::uuid))
           AND (created_at, guid) <= (upper.last_created_at, upper.last_guid)
     ) AS counted
+), counted AS (
+    SELECT count(*) AS total,
+           count(*) FILTER (WHERE (created_at, guid) <= (
+               timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+               %(after_guid)s::uuid
+           )) AS before_cursor
+    FROM pieces
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
+      AND (is_active OR %(include_inactive)s)
+      AND %(count_exact)s
 )
 SELECT EXISTS (SELECT FROM project) AS project_found,
        EXISTS (SELECT FROM component) AS component_found,
@@ -263,7 +312,26 @@ SELECT EXISTS (SELECT FROM project) AS project_found,
        (SELECT project_guid FROM assembly) AS assembly_project_guid,
        (SELECT rows_in_range FROM range) AS rows_in_range,
        (SELECT newest_change FROM range) AS newest_change,
-       pg_snapshot_xmin(pg_current_snapshot())::text AS horizon;
+       pg_snapshot_xmin(pg_current_snapshot())::text AS horizon,
+       (SELECT total FROM counted) AS total,
+       (SELECT before_cursor FROM counted) AS before_cursor;
+
+-- name: count_planned
+-- The planner's estimate of the rows the list's filters match, for `Prefer:
+-- count=planned`: the "Plan Rows" of the plan's top node. Nothing is read but the table's
+-- statistics, so it costs the same on any size; run as pieces_app, the estimate includes
+-- the row-level security policy (its tenant condition is the filter's own, so it does not
+-- shrink it).
+EXPLAIN (FORMAT JSON)
+SELECT
+FROM pieces
+    WHERE company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
+      AND (is_active OR %(include_inactive)s);
 
 -- name: get_piece
 -- One piece (PieceDetail) as JSON, with the names of any required fields that are NULL

@@ -98,12 +98,14 @@ _SETUP = (
 # its own implicit transaction. No idle-in-transaction timeout: such a transaction never
 # waits on the client.
 # Its tenant parameter has its own name so the statement's own %(tenant)s stays a uuid.
+# The last part (`_SET_RLS_TENANT`) also leads a `TransactionReads.fetch_one`.
+_SET_RLS_TENANT = "SELECT set_config('pieces.tenant', %(rls_tenant)s, true);\n"
 _READ_SETUP = (
     "SET TRANSACTION ISOLATION LEVEL READ COMMITTED READ ONLY;"
     " SET LOCAL ROLE " + APP_ROLE + ";"
     " SET LOCAL TIME ZONE 'UTC';"
-    " SET LOCAL statement_timeout = {statement_timeout};"
-    " SELECT set_config('pieces.tenant', %(rls_tenant)s, true);\n"
+    " SET LOCAL statement_timeout = {statement_timeout}; "
+    + _SET_RLS_TENANT
 )
 
 
@@ -204,6 +206,24 @@ class OneMessageReads:
         """The one row of the read-only `statement`, run as `pieces_app` scoped to `tenant`."""
         self._cursor.execute(self._setup + statement, {**params, "rls_tenant": str(tenant)})
         return self._cursor.fetchone()
+
+
+class TransactionReads:
+    """`OneMessageReads.fetch_one` inside an open `transaction`: a read statement (the piece
+    detail) run in a write, so that it sees what the write has locked. Its settings are a
+    one-message read's (role `pieces_app`, UTC), so its JSON is byte for byte what a GET
+    sends."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: Connection):
+        self._conn = conn
+
+    def fetch_one(self, tenant: uuid.UUID, statement: str, params: dict) -> tuple:
+        """The one row of `statement`, run in the transaction with `tenant` as its RLS tenant
+        (from then on)."""
+        return self._conn.exec_driver_sql(_SET_RLS_TENANT + statement,
+                                          {**params, "rls_tenant": str(tenant)}).first()
 
 
 @contextmanager

@@ -50,6 +50,11 @@ class ConcurrentChange(Conflict):
     RETRY_AFTER = "1"
 
 
+class PreconditionFailed(ServiceError):
+    """The request's `If-Match` does not match the target's current representation; nothing
+    was changed."""
+
+
 class Invalid(ServiceError):
     """A field's value is refused (422, naming the field in `errors`)."""
 
@@ -78,6 +83,7 @@ STATUS: dict[type[ServiceError], int] = {
     NotFound: 404,
     Conflict: 409,
     ConcurrentChange: 409,
+    PreconditionFailed: 412,
     Invalid: 422,
     IntegrityAlarm: 500,
     DatabaseFailure: 500,

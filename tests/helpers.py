@@ -49,11 +49,12 @@ class Caller:
     def get(self, path, **query):
         return self.client.get(path, query_string=query, headers=self.headers)
 
-    def post(self, path, json=None, **kwargs):
-        return self.client.post(path, json=json, headers=self.headers, **kwargs)
+    def post(self, path, json=None, headers=None, **kwargs):
+        return self.client.post(path, json=json, headers={**self.headers, **(headers or {})},
+                                **kwargs)
 
-    def delete(self, path):
-        return self.client.delete(path, headers=self.headers)
+    def delete(self, path, headers=None):
+        return self.client.delete(path, headers={**self.headers, **(headers or {})})
 
 
 class Seeder:
@@ -257,6 +258,17 @@ def assert_one_line_error(status, err, expected_status, *fragments, prog):
     assert "Traceback" not in err
     for fragment in fragments:
         assert fragment in lines[0], err
+
+
+# Held locks.
+
+def service_backends_blocked_by(cur) -> int:
+    """How many of the service's database sessions wait on a lock that the session of `cur`
+    holds (pg_blocking_pids)."""
+    cur.execute("SELECT pg_stat_clear_snapshot()")  # activity stats are cached per transaction
+    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pieces_service'"
+                " AND pg_backend_pid() = ANY (pg_blocking_pids(pid))")
+    return cur.fetchone()[0]
 
 
 # Plans, as a request's statement runs.

@@ -93,3 +93,20 @@ def test_every_endpoint_documents_an_example(client):
                            ("pieces", "piece_guid")):
         conflict = example(f"/api/v1/{segment}/{{{param}}}/restore", "post", "409")
         assert "Restore the" in conflict["detail"]
+
+
+@pytest.mark.parametrize("level", ["project", "component", "assembly", "piece"])
+@pytest.mark.parametrize("suffix, method", [("", "delete"), ("/restore", "post")])
+def test_delete_and_restore_document_if_match_and_its_412(spec, level, suffix, method):
+    from pieces_service.catalogue import LEVELS
+
+    plural = LEVELS[level].plural
+    operation = spec["paths"][f"/api/v1/{plural}/{{{level}_guid}}{suffix}"][method]
+    header, = [p for p in operation["parameters"] if p["in"] == "header"]
+    assert header["name"] == "If-Match" and header["required"] is False
+    if level == "piece":
+        assert "`ETag` of `GET /api/v1/pieces/{piece_guid}" in header["description"]
+    else:
+        assert header["description"].startswith("Only `*` matches")
+    failed = operation["responses"]["412"]["content"]["application/json"]
+    assert failed["schema"] == {"$ref": "#/components/schemas/Error"}

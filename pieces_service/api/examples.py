@@ -66,6 +66,13 @@ AUDIT_ENTRY = {
     "occurred_at": "2026-11-22T07:10:00.000001+00:00",
 }
 
+PIECE_ETAG = '"3f1c9e2a7b5d4c8e9a0b1c2d3e4f5a6b"'
+
+PRECONDITION_FAILED = {
+    "detail": f"If-Match does not match piece {_GUIDS['piece']} as it is now; nothing was "
+              f"changed. Its current ETag: GET /api/v1/pieces/{_GUIDS['piece']}."
+}
+
 RESTORE_CONFLICT = {
     "detail": f"Cannot restore piece {_GUIDS['piece']}: its assembly {_GUIDS['assembly']} is "
               "deleted. Restore the assembly first."

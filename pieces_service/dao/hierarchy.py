@@ -13,6 +13,12 @@ from . import load_queries
 _Q = load_queries("hierarchy.sql")
 
 
+def lock_active(conn: Connection, *, level: Level, tenant: uuid.UUID, guid: uuid.UUID) -> bool:
+    """Lock the active `level` row `guid` of `tenant` FOR UPDATE; False when there is none."""
+    return conn.exec_driver_sql(_Q[f"lock_active_{level.name}"],
+                                {"tenant": tenant, "guid": guid}).first() is not None
+
+
 def soft_delete(conn: Connection, *, level: Level, tenant: uuid.UUID,
                 guid: uuid.UUID) -> int | None:
     """Delete the active `level` row `guid` of `tenant` and its active descendants with one

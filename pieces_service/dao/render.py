@@ -399,7 +399,17 @@ def _set(active: bool) -> str:
 
 
 def cascade(level: Level) -> list[str]:
-    statements = [_statement(f"delete_{level.name}", f"""
+    statements = [_statement(f"lock_active_{level.name}", f"""
+The active {level.name} a conditional delete (If-Match) acts on, locked before its current
+representation is read, so that no write comes between the precondition and the delete.
+""", f"""\
+SELECT true AS found
+FROM {level.table}
+WHERE company_guid = %(tenant)s
+  AND guid = %(guid)s
+  AND is_active
+FOR UPDATE""")]
+    statements.append(_statement(f"delete_{level.name}", f"""
 Mark one active {level.name} deleted; deleted_at = now() is the transaction's timestamp,
 shared by every level of the cascade.
 """, f"""\
@@ -408,7 +418,7 @@ UPDATE {level.table}
 WHERE company_guid = %(tenant)s
   AND guid = %(guid)s
   AND is_active
-RETURNING deleted_at""")]
+RETURNING deleted_at"""))
     for below in level.descendants:
         statements.append(_statement(f"delete_{below.plural}_of_{level.name}", f"""
 Mark the active {below.plural} under one {level.name} deleted with the same deleted_at.

@@ -1,4 +1,5 @@
-"""Conditional GETs for the API: an `ETag` on every successful JSON read, `304` on a match.
+"""Conditional requests for the API: an `ETag` on every successful JSON read, `304` on a
+match; `If-Match` on the writes that act on one entity (delete, restore), `412` on a mismatch.
 
 The tag is a hash of the response bytes as sent (PostgreSQL builds them), so nothing is
 serialised twice and the tag changes exactly when the body does. The piece list tags its
@@ -10,6 +11,7 @@ own cache revalidates with `If-None-Match` each time.
 from __future__ import annotations
 
 import hashlib
+from typing import Callable
 
 from flask import Flask, Response, request
 
@@ -49,6 +51,29 @@ def not_modified(tag: str) -> Response:
     response.set_etag(tag)
     response.headers["Cache-Control"] = CACHE_CONTROL
     return response
+
+
+def if_match() -> Callable[[Callable[[], str | None]], bool] | None:
+    """The request's `If-Match` as a test of the target's current representation, or None
+    without one. The test takes a function that reads the body the GET would send now (None:
+    the target has no representation a client can read) and is run once the write has
+    locked the target.
+
+    RFC 9110 §13.1.1: `*` holds for any current representation (the body is not read);
+    otherwise one listed tag must equal the representation's (`etag_for` its body) by the
+    strong comparison, so a weak tag never matches, and a target with no readable
+    representation matches only `*`. A header that lists no tag matches nothing."""
+    if "If-Match" not in request.headers:
+        return None
+    tags = request.if_match
+
+    def holds(read_body: Callable[[], str | None]) -> bool:
+        if tags.star_tag:
+            return True
+        body = read_body()
+        return body is not None and tags.is_strong(etag_for(body.encode()))
+
+    return holds
 
 
 def init_app(app: Flask, prefix: str) -> None:

@@ -2,6 +2,16 @@
 -- (`make sql`). Edit those, not this file: tests/dao/test_rendered_sql.py checks
 -- that the two agree.
 
+-- name: lock_active_project
+-- The active project a conditional delete (If-Match) acts on, locked before its current
+-- representation is read, so that no write comes between the precondition and the delete.
+SELECT true AS found
+FROM projects
+WHERE company_guid = %(tenant)s
+  AND guid = %(guid)s
+  AND is_active
+FOR UPDATE;
+
 -- name: delete_project
 -- Mark one active project deleted; deleted_at = now() is the transaction's timestamp,
 -- shared by every level of the cascade.
@@ -100,6 +110,16 @@ WHERE company_guid = %(tenant)s
   AND NOT is_active
   AND deleted_at = %(deleted_at)s;
 
+-- name: lock_active_component
+-- The active component a conditional delete (If-Match) acts on, locked before its current
+-- representation is read, so that no write comes between the precondition and the delete.
+SELECT true AS found
+FROM components
+WHERE company_guid = %(tenant)s
+  AND guid = %(guid)s
+  AND is_active
+FOR UPDATE;
+
 -- name: delete_component
 -- Mark one active component deleted; deleted_at = now() is the transaction's timestamp,
 -- shared by every level of the cascade.
@@ -176,6 +196,16 @@ WHERE company_guid = %(tenant)s
   AND NOT is_active
   AND deleted_at = %(deleted_at)s;
 
+-- name: lock_active_assembly
+-- The active assembly a conditional delete (If-Match) acts on, locked before its current
+-- representation is read, so that no write comes between the precondition and the delete.
+SELECT true AS found
+FROM assemblies
+WHERE company_guid = %(tenant)s
+  AND guid = %(guid)s
+  AND is_active
+FOR UPDATE;
+
 -- name: delete_assembly
 -- Mark one active assembly deleted; deleted_at = now() is the transaction's timestamp,
 -- shared by every level of the cascade.
@@ -230,6 +260,16 @@ WHERE company_guid = %(tenant)s
   AND assembly_guid = %(guid)s
   AND NOT is_active
   AND deleted_at = %(deleted_at)s;
+
+-- name: lock_active_piece
+-- The active piece a conditional delete (If-Match) acts on, locked before its current
+-- representation is read, so that no write comes between the precondition and the delete.
+SELECT true AS found
+FROM pieces
+WHERE company_guid = %(tenant)s
+  AND guid = %(guid)s
+  AND is_active
+FOR UPDATE;
 
 -- name: delete_piece
 -- Mark one active piece deleted; deleted_at = now() is the transaction's timestamp, shared

@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test migrate demo-data sql bench fuzz lint clean
+.PHONY: help install run test migrate demo-data sql client bench fuzz lint clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -32,6 +32,9 @@ demo-data: $(STAMP)  ## Load the demo tenants into DATABASE_URL (embedded Postgr
 
 sql: $(STAMP)  ## Re-render dao/sql/{pieces,sync,hierarchy}.sql from the catalogue (a test fails when stale)
 	$(PY) -m pieces_service.dao.render
+
+client: $(STAMP)  ## Generate the typed Python client (openapi-python-client) from the OpenAPI document into build/client/
+	$(PY) -m devtools client
 
 bench: $(STAMP)  ## Benchmarks (load generator, floors, report in BENCHMARKS.md); not part of make test
 	$(PY) -m bench.run

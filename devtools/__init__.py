@@ -11,4 +11,5 @@ Not part of the wheel: `setup.cfg` packages only `pieces_service*`.
                   fallbacks
     localrun.py   `make run`
     demo.py       the demo data
+    client.py     `make client`: the typed Python client, generated from the OpenAPI document
 """

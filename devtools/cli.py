@@ -4,6 +4,9 @@
     python -m devtools demo-data    load the demo tenants (`make demo-data`); a no-op when
                                     they are there
     python -m devtools token --company <uuid> --role <Role> [--sub S] [--ttl-seconds N]
+    python -m devtools client [--output DIR]
+                                    generate the typed Python client from the OpenAPI
+                                    document (`make client`; devtools/client.py)
 
 `migrate` and `token` are the installed `pieces-service` command's, with local fallbacks:
 the database is `DATABASE_URL`, else the `pieces` database of the embedded server under
@@ -23,6 +26,7 @@ from pieces_service import cli
 from pieces_service.cli import CommandError
 from pieces_service.config import database_url
 
+from . import client as typed_client
 from . import embedded
 
 PROG = "python -m devtools"
@@ -110,6 +114,11 @@ def _cmd_token(args, env) -> None:
     cli._cmd_token(args, env)
 
 
+def _cmd_client(args, env) -> None:
+    project = typed_client.generate(args.output)
+    print(f"generated {project / typed_client.PACKAGE} from {args.output / 'openapi.json'}")
+
+
 def build_parser():
     parser, commands = cli.new_parser(
         PROG, "Development commands: pieces-service's, with the embedded PostgreSQL and the "
@@ -124,6 +133,12 @@ def build_parser():
         commands, _cmd_token,
         description="Print an HS256 token signed with PIECES_JWT_SECRET (else the development "
                     "secret of `make run`), with aud/iss when PIECES_JWT_AUDIENCE/ISSUER are set.")
+    client = commands.add_parser(
+        "client", help="generate the typed Python client from the OpenAPI document")
+    client.add_argument("--output", type=Path, default=typed_client.DEFAULT_OUTPUT,
+                        metavar="DIR", help="where to write openapi.json and the client "
+                                            "project (default: build/client)")
+    client.set_defaults(run=_cmd_client)
     return parser
 
 

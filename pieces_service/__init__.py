@@ -47,6 +47,7 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
         "components": {"securitySchemes": {
             "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
         "security": [{"bearerAuth": []}],
+        "extra_plugins": [conditional.ConditionalGetDoc()],
     })
     register_blueprints(api)
     app.register_blueprint(health.blp)

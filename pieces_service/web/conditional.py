@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from typing import Callable
 
+from apispec import BasePlugin
 from flask import Flask, Response, request
 
 
@@ -74,6 +75,29 @@ def if_match() -> Callable[[Callable[[], str | None]], bool] | None:
         return body is not None and tags.is_strong(etag_for(body.encode()))
 
     return holds
+
+
+class ConditionalGetDoc(BasePlugin):
+    """Writes the above into the OpenAPI document, for every GET whose `200` is JSON (the
+    export streams, so it is never tagged): the `ETag` header, the `If-None-Match` parameter
+    and the empty `304`, which a generated client would otherwise try to parse as JSON."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        operation = (operations or {}).get("get") or {}
+        responses = operation.get("responses", {})
+        ok = responses.get(200) or responses.get("200") or {}  # flask-smorest keys are ints
+        if "application/json" not in ok.get("content", {}):
+            return
+        ok.setdefault("headers", {})["ETag"] = {
+            "description": "The version of this body: send it back as `If-None-Match`",
+            "schema": {"type": "string"}}
+        operation.setdefault("parameters", []).append({
+            "in": "header", "name": "If-None-Match", "required": False,
+            "description": "The `ETag` of the copy the caller holds: `304` when it is current",
+            "schema": {"type": "string"}})
+        responses[304] = {
+            "description": "Not modified: the copy named by `If-None-Match` is current; no body",
+            "headers": {"ETag": {"schema": {"type": "string"}}}}
 
 
 def init_app(app: Flask, prefix: str) -> None:

@@ -7,10 +7,11 @@ from typing import Mapping
 from flask import Flask, request
 
 from .config import Config, ConfigError
+from .web import swagger_ui
 
 API_PREFIX = "/api/v1"
-# Reachable without a token: the API description and its viewer.
-_PUBLIC_API_PATHS = (f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/docs")
+# Reachable without a token: the API description and its viewer (the page and its files).
+_PUBLIC_API_PATHS = (f"{API_PREFIX}/openapi.json", f"{API_PREFIX}/{swagger_ui.PAGE_PATH}")
 
 
 def create_app(config: Config | None = None, env: Mapping[str, str] | None = None) -> Flask:
@@ -26,8 +27,8 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
         OPENAPI_VERSION="3.0.3",
         OPENAPI_URL_PREFIX=API_PREFIX,
         OPENAPI_JSON_PATH="openapi.json",
-        OPENAPI_SWAGGER_UI_PATH="docs",
-        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist/",
+        OPENAPI_SWAGGER_UI_PATH=swagger_ui.PAGE_PATH,
+        OPENAPI_SWAGGER_UI_URL=swagger_ui.ASSETS_URL,
         JSON_SORT_KEYS=False,
         PROPAGATE_EXCEPTIONS=False,
     )
@@ -51,6 +52,7 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
     })
     register_blueprints(api)
     app.register_blueprint(health.blp)
+    app.register_blueprint(swagger_ui.blp, url_prefix=API_PREFIX)
     # After observability, so its after_request hook (which runs first) hands the final
     # status (304) to the request log and metrics.
     conditional.init_app(app, API_PREFIX)

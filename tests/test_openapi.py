@@ -111,3 +111,14 @@ def test_delete_and_restore_document_if_match_and_its_412(spec, level, suffix, m
         assert header["description"].startswith("Only `*` matches")
     failed = operation["responses"]["412"]["content"]["application/json"]
     assert failed["schema"] == {"$ref": "#/components/schemas/Error"}
+
+
+def test_the_list_documents_prefer_count_beside_its_query(spec):
+    path = spec["paths"]["/api/v1/pieces"]
+    prefer, = [p for p in path["parameters"] if p["name"] == "Prefer"]
+    assert prefer["in"] == "header" and prefer["schema"]["enum"] == ["count=exact",
+                                                                     "count=planned"]
+    query = {p["name"] for p in path["get"]["parameters"] if p["in"] == "query"}
+    assert {"project_guid", "limit", "cursor", "barcode"} <= query
+    headers = path["get"]["responses"]["200"]["headers"]
+    assert {"Content-Range", "Preference-Applied", "Link"} <= set(headers)

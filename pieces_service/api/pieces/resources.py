@@ -26,17 +26,21 @@ blp = Blueprint("pieces", __name__, url_prefix="/api/v1/pieces",
 JSON = "application/json"
 
 
-@blp.route("")
+# The list's Prefer header, declared on the path (the path has only GET): an operation's own
+# `parameters` doc would replace those its query schema declares.
+_PREFER = {
+    "in": "header", "name": "Prefer", "required": False,
+    "schema": {"type": "string", "enum": ["count=exact", "count=planned"]},
+    "description": "`count=exact`: the total the filters match, from the page's own "
+                   "snapshot (costs a count of those rows). `count=planned`: the planner's "
+                   "estimate (costs nothing on any size). Answered in `Content-Range`; "
+                   "never counted unless asked.",
+}
+
+
+@blp.route("", parameters=[_PREFER])
 class PieceList(MethodView):
     @blp.arguments(PieceListArgs(), location="query", as_kwargs=True)
-    @blp.doc(parameters=[{
-        "in": "header", "name": "Prefer", "required": False,
-        "schema": {"type": "string", "enum": ["count=exact", "count=planned"]},
-        "description": "`count=exact`: the total the filters match, from the page's own "
-                       "snapshot (costs a count of those rows). `count=planned`: the "
-                       "planner's estimate (costs nothing on any size). Answered in "
-                       "`Content-Range`; never counted unless asked.",
-    }])
     @blp.response(200, PieceResponse(many=True), content_type=JSON,
                   example=[examples.PIECE_RESPONSE],
                   headers={

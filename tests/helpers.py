@@ -273,10 +273,10 @@ def service_backends_blocked_by(cur) -> int:
 
 # Plans, as a request's statement runs.
 
-def explain_as_app(db_url, tenant, statement: str, params: dict) -> dict:
+def explain_as_app(db_url, tenant, statement: str, params: dict, verbose=False) -> dict:
     """EXPLAIN ANALYZE's plan of `statement` run as a request runs it (pieces_app, RLS on,
     `tenant` set), with sequential and bitmap scans off: whether an index can serve it,
-    however small the test table."""
+    however small the test table. `verbose`: each node also lists its "Output" columns."""
     from pieces_service.migrate import connect
 
     conn = connect(db_url)
@@ -285,7 +285,8 @@ def explain_as_app(db_url, tenant, statement: str, params: dict) -> dict:
             cur.execute("SET LOCAL ROLE pieces_app; SET LOCAL enable_seqscan = off;"
                         " SET LOCAL enable_bitmapscan = off;"
                         " SELECT set_config('pieces.tenant', %s, true)", (str(tenant),))
-            cur.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + statement, params)
+            options = "ANALYZE, VERBOSE, FORMAT JSON" if verbose else "ANALYZE, FORMAT JSON"
+            cur.execute(f"EXPLAIN ({options}) " + statement, params)
             return cur.fetchone()[0][0]["Plan"]
     finally:
         conn.rollback()

@@ -40,3 +40,26 @@ def Int32(**kwargs) -> ma.fields.Integer:
     return ma.fields.Integer(
         strict=True, validate=ma.validate.Range(INT32_MIN, INT32_MAX), **kwargs
     )
+
+
+class FieldSet(ma.fields.String):
+    """`fields=a,b,c`: a choice among a representation's fields (`choices`), loaded as a
+    tuple in the representation's own order (so one choice is one response, however it is
+    spelled). A name it does not have is a 422 naming it."""
+
+    def __init__(self, choices, **kwargs):
+        self.choices = tuple(choices)
+        super().__init__(validate=ma.validate.Length(min=1, max=4000), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        names = [name.strip() for name in text.split(",")]
+        if "" in names:
+            raise ma.ValidationError("Empty field name: list the fields separated by commas, "
+                                     "e.g. guid,piece_id.")
+        unknown = [name for name in dict.fromkeys(names) if name not in self.choices]
+        if unknown:
+            raise ma.ValidationError(f"Unknown field{'s' if len(unknown) > 1 else ''}: "
+                                     f"{', '.join(unknown)}. Known: {', '.join(self.choices)}.")
+        chosen = set(names)
+        return tuple(name for name in self.choices if name in chosen)

@@ -12,6 +12,7 @@ in the repository as it is sent.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -31,3 +32,36 @@ def load_queries(filename: str) -> dict[str, str]:
             raise ValueError(f"duplicate query name {name} in {filename}")
         queries[name] = statement
     return queries
+
+
+# A rendered statement's projection: the expressions of a representation's fields, one a
+# line in the catalogue's order, between these two comment lines (render.py writes them).
+# `narrowed` keeps the lines of a request's `fields=`, so the statement reads just those.
+FIELDS_BEGIN = "-- fields: one a line, in the catalogue's order (dao.narrowed keeps a request's)"
+FIELDS_END = "-- end of fields"
+
+
+@lru_cache(maxsize=1024)
+def narrowed(statement: str, fields: tuple[str, ...], chosen: tuple[str, ...] | None) -> str:
+    """`statement` with each of its projections of `fields` cut down to `chosen` (a subset,
+    in the same order); `statement` itself when `chosen` is None. The names come from the
+    catalogue, never from the request: nothing but their lines is touched."""
+    if chosen is None:
+        return statement
+    lines = statement.split("\n")
+    out, block = [], None
+    for line in lines:
+        mark = line.strip()
+        if mark == FIELDS_BEGIN:
+            block = []
+        elif mark == FIELDS_END:
+            if len(block) != len(fields):
+                raise ValueError(f"a projection of {len(block)} lines for {len(fields)} fields")
+            kept = [text.rstrip(",") for name, text in zip(fields, block) if name in chosen]
+            out += [text + "," for text in kept[:-1]] + kept[-1:]
+            block = None
+        elif block is not None:
+            block.append(line)
+        else:
+            out.append(line)
+    return "\n".join(out)

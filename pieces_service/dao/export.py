@@ -10,27 +10,33 @@ from __future__ import annotations
 import uuid
 
 from ..catalogue import DETAIL_FIELDS
-from . import load_queries
+from . import load_queries, narrowed
 from .pieces import ParentChecks
 
 _Q = load_queries("export.sql")
 FORMATS = ("ndjson", "csv")
-# The CSV header record: the detail's field names (none needs quoting).
-CSV_HEADER = ",".join(DETAIL_FIELDS)
+
+
+def csv_header(fields: tuple[str, ...] | None = None) -> str:
+    """The CSV header record: the exported field names (none needs quoting)."""
+    return ",".join(fields or DETAIL_FIELDS)
+
 _FETCH = "FETCH FORWARD %(rows)s FROM pieces_export"
 
 
 def open_cursor(stream, *, tenant: uuid.UUID, fmt: str, project_guid: uuid.UUID | None,
                 component_guid: uuid.UUID | None, assembly_guid: uuid.UUID | None,
-                include_inactive: bool) -> ParentChecks:
+                include_inactive: bool,
+                fields: tuple[str, ...] | None = None) -> ParentChecks:
     """Declare the export's cursor (`fmt`: "ndjson" or "csv") over `tenant`'s pieces with
-    these filters, and check the parent filters in the same message. `stream`: a
+    these filters, each line holding `fields` (a subset of the detail's, in its order;
+    None: all), and check the parent filters in the same message. `stream`: a
     `db.StreamingRead`. Nothing is read from the cursor yet."""
     params = {"tenant": tenant, "project_guid": project_guid,
               "component_guid": component_guid, "assembly_guid": assembly_guid,
               "include_inactive": include_inactive}
-    (row,) = stream.fetch_all(f"{_Q[f'export_pieces_{fmt}']};\n{_Q['export_parents']}",
-                              params)
+    declare = narrowed(_Q[f"export_pieces_{fmt}"], DETAIL_FIELDS, fields)
+    (row,) = stream.fetch_all(f"{declare};\n{_Q['export_parents']}", params)
     return ParentChecks(*row)
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from . import load_queries
+from ..catalogue import DETAIL_FIELDS, LIST_FIELDS
+from . import load_queries, narrowed
 
 _Q = load_queries("pieces.sql")
 # From this offset on, skipping rows in an index-only scan beats reading them (BENCHMARKS.md).
@@ -78,12 +79,15 @@ def list_pieces(
     barcode: str | None = None,
     piece_id: str | None = None,
     count_exact: bool = False,
+    fields: tuple[str, ...] | None = None,
 ) -> PiecePage:
     """One page of `tenant`'s pieces in (created_at, guid) order, after the keyset `after`
     (created_at in µs since the epoch, guid) when given, with the parent filters checked
     against the same tenant, and with `count_exact` the total the filters match, from the
-    same snapshot. `reads`: a `db.OneMessageReads`."""
-    row = reads.fetch_one(tenant, list_statement(offset), list_parameters(
+    same snapshot. Each item holds `fields` (a subset of the list's, in its order; None: all
+    of them), and only those columns are read. `reads`: a `db.OneMessageReads`."""
+    statement = narrowed(list_statement(offset), LIST_FIELDS, fields)
+    row = reads.fetch_one(tenant, statement, list_parameters(
         tenant=tenant, project_guid=project_guid, component_guid=component_guid,
         assembly_guid=assembly_guid, include_inactive=include_inactive, limit=limit,
         offset=offset, after=after, barcode=barcode, piece_id=piece_id,
@@ -128,12 +132,13 @@ def list_parameters(*, tenant, project_guid, component_guid, assembly_guid, incl
     }
 
 
-def get_piece(reads, *, tenant: uuid.UUID, guid: uuid.UUID,
-              include_inactive: bool) -> PieceDetailRow:
-    """The piece `guid` of `tenant` as PieceDetail JSON (body None when not visible), and,
-    when it is not visible, the tenant that owns that GUID, if any."""
+def get_piece(reads, *, tenant: uuid.UUID, guid: uuid.UUID, include_inactive: bool,
+              fields: tuple[str, ...] | None = None) -> PieceDetailRow:
+    """The piece `guid` of `tenant` as PieceDetail JSON (body None when not visible), with
+    just `fields` when given (a subset of the detail's, in its order), and, when it is not
+    visible, the tenant that owns that GUID, if any."""
     owner_company_guid, missing_fields, body = reads.fetch_one(
-        tenant, _Q["get_piece"],
+        tenant, narrowed(_Q["get_piece"], DETAIL_FIELDS, fields),
         {"tenant": tenant, "guid": guid, "include_inactive": include_inactive})
     if body is None:  # no visible row: the LEFT JOIN came back empty
         return PieceDetailRow(owner_company_guid, [], None)

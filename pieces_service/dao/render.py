@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 from ..catalogue import DETAIL_FIELDS, LEVELS, LIST_FIELDS, REQUIRED_DETAIL_FIELDS, Level
-from . import SQL_DIR
+from . import FIELDS_BEGIN, FIELDS_END, SQL_DIR
 
 HEADER = ("-- Rendered from pieces_service/catalogue.py by pieces_service/dao/render.py\n"
           "-- (`make sql`). Edit those, not this file: tests/dao/test_rendered_sql.py checks\n"
@@ -32,6 +32,14 @@ def _inline(names, prefix: str = "") -> str:
     return ", ".join(f"{prefix}{name}" for name in names)
 
 
+def _projection(expressions, indent: int) -> str:
+    """A representation's expressions, one a line between the markers `dao.narrowed` cuts a
+    request's `fields=` from."""
+    pad = " " * indent
+    return (f"{pad}{FIELDS_BEGIN}\n{pad}" + _lines(expressions, indent)
+            + f"\n{pad}{FIELDS_END}")
+
+
 def _statement(name: str, doc: str, body: str) -> str:
     paragraphs = [" ".join(part.split()) for part in doc.strip().split("\n\n")]
     lines = [line for part in paragraphs for line in textwrap.wrap(part, 88) or [""]]
@@ -41,19 +49,22 @@ def _statement(name: str, doc: str, body: str) -> str:
 
 # --- pieces.sql: the list page and the detail ------------------------------------------
 
+# Qualified: the page's own FROM also has the item's columns, of the same names.
 _IN_LIST = """\
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
-      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)"""
+    WHERE pieces.company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR pieces.project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR pieces.component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR pieces.assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR pieces.barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR pieces.piece_id = %(piece_id)s)"""
 _ACTIVE = """
-      AND (is_active OR %(include_inactive)s)"""
+      AND (pieces.is_active OR %(include_inactive)s)"""
 _AFTER = """
       AND (%(after_us)s::bigint IS NULL
-           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
-                                    %(after_guid)s::uuid))"""
+           OR (pieces.created_at, pieces.guid) > (
+               timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+               %(after_guid)s::uuid
+           ))"""
 _ORDER = """
     ORDER BY created_at,
              guid"""
@@ -162,7 +173,7 @@ _PAGE_ROWS = _PARENTS_FOUND + """,
         FROM page
         ORDER BY created_at DESC, guid DESC
         LIMIT 1) AS last_key,
-       (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
+       (SELECT coalesce(json_agg(item ORDER BY created_at, guid), '[]')::text
         FROM page) AS body,
 """
 _PAGE_RESULT = _PAGE_ROWS + _VALIDATOR + _TOTAL
@@ -176,7 +187,21 @@ _DEEP_PAGE_RESULT = _PAGE_ROWS + """\
 
 
 def _page(where: str) -> str:
-    return (f"page AS (\n    SELECT {_lines(LIST_FIELDS, 11)}\n    FROM pieces\n{where}\n)")
+    """The page's rows: their keys (order, cursor, validator bound) and the item the JSON
+    shows, projected from the list's fields (or a request's `fields=`)."""
+    item = _projection((f"pieces.{name}" for name in LIST_FIELDS), 8)
+    return f"""\
+page AS (
+    SELECT pieces.created_at,
+           pieces.guid,
+           item
+    FROM pieces
+    CROSS JOIN LATERAL (
+        SELECT
+{item}
+    ) AS item
+{where}
+)"""
 
 
 def list_pieces() -> str:
@@ -194,8 +219,8 @@ For offsets below dao.pieces.DEEP_OFFSET (list_pieces_deep serves the others).
 
 def list_pieces_deep() -> str:
     keys = f"page_keys AS (\n    SELECT guid\n    FROM pieces\n{_PAGE_FILTERS}\n)"
-    rows = _page("    WHERE company_guid = %(tenant)s\n"
-                 "      AND guid IN (SELECT guid FROM page_keys)")
+    rows = _page("    WHERE pieces.company_guid = %(tenant)s\n"
+                 "      AND pieces.guid IN (SELECT guid FROM page_keys)")
     return _statement("list_pieces_deep", """
 list_pieces for deep offsets: skip rows in an index-only scan of the order index (it
 INCLUDEs is_active), then fetch just the page's rows by primary key. On shallow pages
@@ -231,31 +256,37 @@ FROM pieces
 
 
 def get_piece() -> str:
-    missing = _lines((f"CASE WHEN detail.{name} IS NULL THEN '{name}' END"
-                      for name in REQUIRED_DETAIL_FIELDS), 11)
+    missing = _lines((f"CASE WHEN pieces.{name} IS NULL THEN '{name}' END"
+                      for name in REQUIRED_DETAIL_FIELDS), 15)
+    item = _projection((f"pieces.{name}" for name in DETAIL_FIELDS), 12)
     return _statement("get_piece", """
 One piece (PieceDetail) as JSON, with the names of any required fields that are NULL
-and, when the row is not visible, the tenant owning the GUID (from pieces_guid_owners,
-so "someone else's" can be told apart from "absent"). Soft-deleted rows count only with
-include_inactive.
+(checked on the stored row, whatever fields= asks for) and, when the row is not visible,
+the tenant owning the GUID (from pieces_guid_owners, so "someone else's" can be told apart
+from "absent"). Soft-deleted rows count only with include_inactive.
 """, f"""\
 WITH owner AS (
     SELECT company_guid
     FROM pieces_guid_owners('piece', ARRAY[%(guid)s::uuid])
 ), detail AS (
-    SELECT {_lines(DETAIL_FIELDS, 11)}
+    SELECT item,
+           array_remove(ARRAY[
+               {missing}
+           ], NULL) AS missing_fields
     FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND guid = %(guid)s
-      AND (is_active OR %(include_inactive)s)
+    CROSS JOIN LATERAL (
+        SELECT
+{item}
+    ) AS item
+    WHERE pieces.company_guid = %(tenant)s
+      AND pieces.guid = %(guid)s
+      AND (pieces.is_active OR %(include_inactive)s)
 )
-SELECT CASE WHEN detail.guid IS NULL  -- the owner probe runs only for a row not visible
-            THEN (SELECT company_guid FROM owner)
+SELECT CASE WHEN detail.missing_fields IS NULL  -- the owner probe runs only for a row
+            THEN (SELECT company_guid FROM owner)  -- not visible
        END AS owner_company_guid,
-       array_remove(ARRAY[
-           {missing}
-       ], NULL) AS missing_fields,
-       row_to_json(detail)::text AS body
+       detail.missing_fields,
+       row_to_json(detail.item)::text AS body
 FROM (SELECT 1) AS one
 LEFT JOIN detail ON true""")
 
@@ -551,8 +582,8 @@ FROM pieces AS t{join}
 def export() -> list[str]:
     """The streaming export's statements (GET /api/v1/pieces/export)."""
     parents = _PARENT_CHECKS.rstrip().rstrip(",")
-    json_fields = _lines((f"t.{name}" for name in DETAIL_FIELDS), 11)
-    csv_fields = _lines((_csv_value(name) for name in DETAIL_FIELDS), 11)
+    json_fields = _projection((f"t.{name}" for name in DETAIL_FIELDS), 8)
+    csv_fields = _projection((_csv_value(name) for name in DETAIL_FIELDS), 11)
     return [
         _statement("export_parents", """
 The export's parent filters, checked as the list checks them (domain.pieces.check_parents
@@ -567,7 +598,8 @@ PieceDetail JSON object per row, built by PostgreSQL from the detail's column li
 same JSON as the detail, GET /api/v1/pieces/<guid>).
 """, "SELECT row_to_json(detail)::text AS line", f"""
 CROSS JOIN LATERAL (
-    SELECT {json_fields}
+    SELECT
+{json_fields}
 ) AS detail"""),
         _declare_export("export_pieces_csv", """
 The export as CSV: a cursor over the tenant's pieces with the list's filters, one CSV
@@ -575,7 +607,7 @@ record per row (the detail's columns in its order, without the line end), built 
 PostgreSQL.
 """, f"""\
 SELECT array_to_string(ARRAY[
-           {csv_fields}
+{csv_fields}
        ], ',', '') AS line"""),
     ]
 

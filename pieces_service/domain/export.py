@@ -48,6 +48,7 @@ class ExportQuery:
     project_guid: uuid.UUID | None = None
     component_guid: uuid.UUID | None = None
     assembly_guid: uuid.UUID | None = None
+    fields: tuple[str, ...] | None = None  # the detail's fields to export (None: all)
 
 
 class ExportCut(ConnectionResetError):
@@ -81,14 +82,15 @@ def start(principal: Principal, query: ExportQuery, fmt: str, *,
         found = export_dao.open_cursor(
             read, tenant=tenant, fmt=fmt, project_guid=query.project_guid,
             component_guid=query.component_guid, assembly_guid=query.assembly_guid,
-            include_inactive=query.include_inactive)
+            include_inactive=query.include_inactive, fields=query.fields)
         check_parents(found, query)
         first = export_dao.fetch_lines(read, rows=BATCH_ROWS,
                                        timeout_ms=_remaining_ms(deadline))
     except BaseException:
         read.close()
         raise
-    return ExportStream(read, first, fmt=fmt, started=started, deadline=deadline,
+    header = export_dao.csv_header(query.fields) + _LINE_END["csv"] if fmt == "csv" else ""
+    return ExportStream(read, first, header, fmt=fmt, started=started, deadline=deadline,
                         time_limit_s=time_limit_s,
                         context={"tenant": str(tenant), "format": fmt,
                                  "request_id": request_id})
@@ -106,7 +108,7 @@ class ExportStream:
     the first chunk) — ends its transaction at once and returns the connection to the pool.
     """
 
-    def __init__(self, read: db.StreamingRead, first: list[str], *, fmt: str,
+    def __init__(self, read: db.StreamingRead, first: list[str], header: str, *, fmt: str,
                  started: float, deadline: float, time_limit_s: int, context: dict):
         self._read = read
         self._fmt = fmt
@@ -115,7 +117,7 @@ class ExportStream:
         self._time_limit_s = time_limit_s
         self._context = context
         self.rows_sent = 0
-        self._chunks = self._generate(first)
+        self._chunks = self._generate(first, header.encode())
 
     def __iter__(self) -> "ExportStream":
         return self
@@ -131,10 +133,8 @@ class ExportStream:
         end = _LINE_END[self._fmt]
         return (end.join(lines) + end).encode() if lines else b""
 
-    def _generate(self, lines: list[str]):
+    def _generate(self, lines: list[str], head: bytes):
         try:
-            head = (export_dao.CSV_HEADER + _LINE_END["csv"]).encode() \
-                if self._fmt == "csv" else b""
             while True:
                 chunk = head + self._encode(lines)
                 head = b""

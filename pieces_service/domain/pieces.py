@@ -56,6 +56,7 @@ class ListQuery:
     barcode: str | None = None     # exact match: a scanner's lookup
     piece_id: str | None = None
     count: str | None = None       # "exact" | "planned": Prefer: count=... (COUNTS)
+    fields: tuple[str, ...] | None = None  # the list's fields to show (None: all)
 
 
 # What `Prefer: count=<mode>` may ask for (SPEC §10): the exact total, from the page's
@@ -108,7 +109,7 @@ def list_page(reads: OneMessageReads, principal: Principal, query: ListQuery,
         tag = page_tag(tenant, query, validator, planned)
         if tag is not None and held(tag):
             return Page(None, None, tag)
-    page = pieces_dao.list_pieces(reads, **arguments)
+    page = pieces_dao.list_pieces(reads, **arguments, fields=query.fields)
     check_parents(page, query)
     full = page.row_count == query.limit and page.last_key
     return Page(page.body, encode_cursor(page.last_key) if full else None,
@@ -175,7 +176,7 @@ def check_parents(found, query) -> None:
 
 
 def detail(reads: OneMessageReads, principal: Principal, guid: uuid.UUID,
-           include_inactive: bool) -> str:
+           include_inactive: bool, fields: tuple[str, ...] | None = None) -> str:
     """The PieceDetail JSON of piece `guid` as `principal` may see it.
 
     Read in the caller's tenant; a piece not visible there is another tenant's (403), absent
@@ -183,11 +184,11 @@ def detail(reads: OneMessageReads, principal: Principal, guid: uuid.UUID,
     required field is an integrity alarm (500, logged)."""
     tenant = principal.company_guid
     row = pieces_dao.get_piece(reads, tenant=tenant, guid=guid,
-                               include_inactive=include_inactive)
+                               include_inactive=include_inactive, fields=fields)
     if row.body is None and access.reaches_owner(principal, row.owner_company_guid):
         tenant = row.owner_company_guid
         row = pieces_dao.get_piece(reads, tenant=tenant, guid=guid,
-                                   include_inactive=include_inactive)
+                                   include_inactive=include_inactive, fields=fields)
     if row.body is None:
         if row.owner_company_guid is not None and row.owner_company_guid != tenant:
             raise Forbidden("Access to this piece is forbidden.")

@@ -173,7 +173,8 @@ class PieceExport(MethodView):
 
         The list's filters (`project_guid`, `component_guid`, `assembly_guid`,
         `include_inactive`, `company_guid`) without paging: every matching piece, in list
-        order (`created_at`, then `guid`), with every PieceDetail field. NDJSON by default,
+        order (`created_at`, then `guid`), with every PieceDetail field (or those `fields`
+        names). NDJSON by default,
         CSV with `Accept: text/csv`. Errors (400/403/404/406/503) come before the first
         byte, as JSON.
         """
@@ -191,11 +192,12 @@ class PieceItem(MethodView):
     @blp.alt_response(403, schema=ErrorSchema, description="Another tenant's piece")
     @blp.alt_response(404, schema=ErrorSchema, description="No such piece (or soft-deleted)")
     @require_roles(READ_ROLES)
-    def get(self, piece_guid: uuid.UUID, *, principal, include_inactive):
+    def get(self, piece_guid: uuid.UUID, *, principal, include_inactive, fields=None):
         """Get one piece
 
-        Every field of the list item plus `updated_at` and the manufacturing attributes.
+        Every field of the list item plus `updated_at` and the manufacturing attributes, or
+        just those `fields` names.
         """
         with db.reads() as reads:
-            body = pieces.detail(reads, principal, piece_guid, include_inactive)
+            body = pieces.detail(reads, principal, piece_guid, include_inactive, fields)
         return Response(body, status=200, mimetype=JSON)

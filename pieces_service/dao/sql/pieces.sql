@@ -32,30 +32,40 @@ WITH project AS (
       AND guid = %(assembly_guid)s
       AND (is_active OR %(include_inactive)s)
 ), page AS (
-    SELECT guid,
-           piece_id,
-           project_guid,
-           component_guid,
-           assembly_guid,
-           barcode,
-           outer_length,
-           angle_left,
-           angle_right,
-           is_active,
-           deleted_at,
-           company_guid,
-           created_at
+    SELECT pieces.created_at,
+           pieces.guid,
+           item
     FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
-      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
-      AND (is_active OR %(include_inactive)s)
+    CROSS JOIN LATERAL (
+        SELECT
+        -- fields: one a line, in the catalogue's order (dao.narrowed keeps a request's)
+        pieces.guid,
+        pieces.piece_id,
+        pieces.project_guid,
+        pieces.component_guid,
+        pieces.assembly_guid,
+        pieces.barcode,
+        pieces.outer_length,
+        pieces.angle_left,
+        pieces.angle_right,
+        pieces.is_active,
+        pieces.deleted_at,
+        pieces.company_guid,
+        pieces.created_at
+        -- end of fields
+    ) AS item
+    WHERE pieces.company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR pieces.project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR pieces.component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR pieces.assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR pieces.barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR pieces.piece_id = %(piece_id)s)
+      AND (pieces.is_active OR %(include_inactive)s)
       AND (%(after_us)s::bigint IS NULL
-           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
-                                    %(after_guid)s::uuid))
+           OR (pieces.created_at, pieces.guid) > (
+               timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+               %(after_guid)s::uuid
+           ))
     ORDER BY created_at,
              guid
     LIMIT %(limit)s
@@ -80,15 +90,17 @@ WITH project AS (
         SELECT count(*) AS rows_in_range,
                max(change_xid)::text AS newest_change
         FROM pieces
-        WHERE company_guid = %(tenant)s
-          AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-          AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-          AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-          AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
-          AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
+        WHERE pieces.company_guid = %(tenant)s
+          AND (%(project_guid)s::uuid IS NULL OR pieces.project_guid = %(project_guid)s)
+          AND (%(component_guid)s::uuid IS NULL OR pieces.component_guid = %(component_guid)s)
+          AND (%(assembly_guid)s::uuid IS NULL OR pieces.assembly_guid = %(assembly_guid)s)
+          AND (%(barcode)s::text IS NULL OR pieces.barcode = %(barcode)s)
+          AND (%(piece_id)s::text IS NULL OR pieces.piece_id = %(piece_id)s)
           AND (%(after_us)s::bigint IS NULL
-               OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
-                                        %(after_guid)s::uuid))
+               OR (pieces.created_at, pieces.guid) > (
+                   timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+                   %(after_guid)s::uuid
+               ))
           AND (created_at, guid) <= (upper.last_created_at, upper.last_guid)
     ) AS counted
 ), counted AS (
@@ -98,13 +110,13 @@ WITH project AS (
                %(after_guid)s::uuid
            )) AS before_cursor
     FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
-      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
-      AND (is_active OR %(include_inactive)s)
+    WHERE pieces.company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR pieces.project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR pieces.component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR pieces.assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR pieces.barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR pieces.piece_id = %(piece_id)s)
+      AND (pieces.is_active OR %(include_inactive)s)
       AND %(count_exact)s
 )
 SELECT EXISTS (SELECT FROM project) AS project_found,
@@ -118,7 +130,7 @@ SELECT EXISTS (SELECT FROM project) AS project_found,
         FROM page
         ORDER BY created_at DESC, guid DESC
         LIMIT 1) AS last_key,
-       (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
+       (SELECT coalesce(json_agg(item ORDER BY created_at, guid), '[]')::text
         FROM page) AS body,
        (SELECT rows_in_range FROM range) AS rows_in_range,
        (SELECT newest_change FROM range) AS newest_change,
@@ -155,37 +167,47 @@ WITH project AS (
 ), page_keys AS (
     SELECT guid
     FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
-      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
-      AND (is_active OR %(include_inactive)s)
+    WHERE pieces.company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR pieces.project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR pieces.component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR pieces.assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR pieces.barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR pieces.piece_id = %(piece_id)s)
+      AND (pieces.is_active OR %(include_inactive)s)
       AND (%(after_us)s::bigint IS NULL
-           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
-                                    %(after_guid)s::uuid))
+           OR (pieces.created_at, pieces.guid) > (
+               timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+               %(after_guid)s::uuid
+           ))
     ORDER BY created_at,
              guid
     LIMIT %(limit)s
     OFFSET %(offset)s
 ), page AS (
-    SELECT guid,
-           piece_id,
-           project_guid,
-           component_guid,
-           assembly_guid,
-           barcode,
-           outer_length,
-           angle_left,
-           angle_right,
-           is_active,
-           deleted_at,
-           company_guid,
-           created_at
+    SELECT pieces.created_at,
+           pieces.guid,
+           item
     FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND guid IN (SELECT guid FROM page_keys)
+    CROSS JOIN LATERAL (
+        SELECT
+        -- fields: one a line, in the catalogue's order (dao.narrowed keeps a request's)
+        pieces.guid,
+        pieces.piece_id,
+        pieces.project_guid,
+        pieces.component_guid,
+        pieces.assembly_guid,
+        pieces.barcode,
+        pieces.outer_length,
+        pieces.angle_left,
+        pieces.angle_right,
+        pieces.is_active,
+        pieces.deleted_at,
+        pieces.company_guid,
+        pieces.created_at
+        -- end of fields
+    ) AS item
+    WHERE pieces.company_guid = %(tenant)s
+      AND pieces.guid IN (SELECT guid FROM page_keys)
 ), counted AS (
     SELECT count(*) AS total,
            count(*) FILTER (WHERE (created_at, guid) <= (
@@ -193,13 +215,13 @@ WITH project AS (
                %(after_guid)s::uuid
            )) AS before_cursor
     FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
-      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
-      AND (is_active OR %(include_inactive)s)
+    WHERE pieces.company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR pieces.project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR pieces.component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR pieces.assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR pieces.barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR pieces.piece_id = %(piece_id)s)
+      AND (pieces.is_active OR %(include_inactive)s)
       AND %(count_exact)s
 )
 SELECT EXISTS (SELECT FROM project) AS project_found,
@@ -213,7 +235,7 @@ SELECT EXISTS (SELECT FROM project) AS project_found,
         FROM page
         ORDER BY created_at DESC, guid DESC
         LIMIT 1) AS last_key,
-       (SELECT coalesce(json_agg(page ORDER BY created_at, guid), '[]')::text
+       (SELECT coalesce(json_agg(item ORDER BY created_at, guid), '[]')::text
         FROM page) AS body,
        NULL::bigint AS rows_in_range,
        NULL::text AS newest_change,
@@ -251,16 +273,18 @@ WITH project AS (
     SELECT created_at,
            guid
     FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
-      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
-      AND (is_active OR %(include_inactive)s)
+    WHERE pieces.company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR pieces.project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR pieces.component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR pieces.assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR pieces.barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR pieces.piece_id = %(piece_id)s)
+      AND (pieces.is_active OR %(include_inactive)s)
       AND (%(after_us)s::bigint IS NULL
-           OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
-                                    %(after_guid)s::uuid))
+           OR (pieces.created_at, pieces.guid) > (
+               timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+               %(after_guid)s::uuid
+           ))
     ORDER BY created_at,
              guid
     LIMIT 1
@@ -277,15 +301,17 @@ WITH project AS (
         SELECT count(*) AS rows_in_range,
                max(change_xid)::text AS newest_change
         FROM pieces
-        WHERE company_guid = %(tenant)s
-          AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-          AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-          AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-          AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
-          AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
+        WHERE pieces.company_guid = %(tenant)s
+          AND (%(project_guid)s::uuid IS NULL OR pieces.project_guid = %(project_guid)s)
+          AND (%(component_guid)s::uuid IS NULL OR pieces.component_guid = %(component_guid)s)
+          AND (%(assembly_guid)s::uuid IS NULL OR pieces.assembly_guid = %(assembly_guid)s)
+          AND (%(barcode)s::text IS NULL OR pieces.barcode = %(barcode)s)
+          AND (%(piece_id)s::text IS NULL OR pieces.piece_id = %(piece_id)s)
           AND (%(after_us)s::bigint IS NULL
-               OR (created_at, guid) > (timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
-                                        %(after_guid)s::uuid))
+               OR (pieces.created_at, pieces.guid) > (
+                   timestamptz 'epoch' + %(after_us)s * interval '1 microsecond',
+                   %(after_guid)s::uuid
+               ))
           AND (created_at, guid) <= (upper.last_created_at, upper.last_guid)
     ) AS counted
 ), counted AS (
@@ -295,13 +321,13 @@ WITH project AS (
                %(after_guid)s::uuid
            )) AS before_cursor
     FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
-      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
-      AND (is_active OR %(include_inactive)s)
+    WHERE pieces.company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR pieces.project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR pieces.component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR pieces.assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR pieces.barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR pieces.piece_id = %(piece_id)s)
+      AND (pieces.is_active OR %(include_inactive)s)
       AND %(count_exact)s
 )
 SELECT EXISTS (SELECT FROM project) AS project_found,
@@ -325,102 +351,109 @@ SELECT EXISTS (SELECT FROM project) AS project_found,
 EXPLAIN (FORMAT JSON)
 SELECT
 FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND (%(project_guid)s::uuid IS NULL OR project_guid = %(project_guid)s)
-      AND (%(component_guid)s::uuid IS NULL OR component_guid = %(component_guid)s)
-      AND (%(assembly_guid)s::uuid IS NULL OR assembly_guid = %(assembly_guid)s)
-      AND (%(barcode)s::text IS NULL OR barcode = %(barcode)s)
-      AND (%(piece_id)s::text IS NULL OR piece_id = %(piece_id)s)
-      AND (is_active OR %(include_inactive)s);
+    WHERE pieces.company_guid = %(tenant)s
+      AND (%(project_guid)s::uuid IS NULL OR pieces.project_guid = %(project_guid)s)
+      AND (%(component_guid)s::uuid IS NULL OR pieces.component_guid = %(component_guid)s)
+      AND (%(assembly_guid)s::uuid IS NULL OR pieces.assembly_guid = %(assembly_guid)s)
+      AND (%(barcode)s::text IS NULL OR pieces.barcode = %(barcode)s)
+      AND (%(piece_id)s::text IS NULL OR pieces.piece_id = %(piece_id)s)
+      AND (pieces.is_active OR %(include_inactive)s);
 
 -- name: get_piece
 -- One piece (PieceDetail) as JSON, with the names of any required fields that are NULL
--- and, when the row is not visible, the tenant owning the GUID (from pieces_guid_owners,
--- so "someone else's" can be told apart from "absent"). Soft-deleted rows count only with
--- include_inactive.
+-- (checked on the stored row, whatever fields= asks for) and, when the row is not visible,
+-- the tenant owning the GUID (from pieces_guid_owners, so "someone else's" can be told
+-- apart from "absent"). Soft-deleted rows count only with include_inactive.
 WITH owner AS (
     SELECT company_guid
     FROM pieces_guid_owners('piece', ARRAY[%(guid)s::uuid])
 ), detail AS (
-    SELECT guid,
-           piece_id,
-           project_guid,
-           component_guid,
-           assembly_guid,
-           barcode,
-           outer_length,
-           angle_left,
-           angle_right,
-           is_active,
-           deleted_at,
-           company_guid,
-           created_at,
-           updated_at,
-           inner_length,
-           assembly_width,
-           assembly_height,
-           reinforcement_length,
-           other_length,
-           bar_rest,
-           bar_length,
-           bar_cutting_tolerance,
-           profile_width,
-           profile_height,
-           welding_tolerance,
-           orientation,
-           trolley,
-           cell,
-           trolley_cell,
-           trolley_size,
-           parent_assembly_trolley_cell,
-           mullion_trolley_cell,
-           glazing_bead_trolley_cell,
-           operations,
-           component_code,
-           component_description,
-           info2,
-           info3,
-           client,
-           dealer,
-           project_description,
-           project_phase,
-           reinforcement_code,
-           hardware_info,
-           glass_info,
-           project_number,
-           component_number,
-           water_handle,
-           segment_order,
-           cutting_pattern,
-           fixing_mode,
-           material_type,
-           project_code_parent,
-           bar_id,
-           profile_code,
-           profile_name,
-           lamination,
-           gasket,
-           profile_color,
-           profile_type_ra,
-           profile_type,
-           profile_code_with_color
+    SELECT item,
+           array_remove(ARRAY[
+               CASE WHEN pieces.guid IS NULL THEN 'guid' END,
+               CASE WHEN pieces.piece_id IS NULL THEN 'piece_id' END,
+               CASE WHEN pieces.project_guid IS NULL THEN 'project_guid' END,
+               CASE WHEN pieces.component_guid IS NULL THEN 'component_guid' END,
+               CASE WHEN pieces.company_guid IS NULL THEN 'company_guid' END,
+               CASE WHEN pieces.is_active IS NULL THEN 'is_active' END,
+               CASE WHEN pieces.created_at IS NULL THEN 'created_at' END
+           ], NULL) AS missing_fields
     FROM pieces
-    WHERE company_guid = %(tenant)s
-      AND guid = %(guid)s
-      AND (is_active OR %(include_inactive)s)
+    CROSS JOIN LATERAL (
+        SELECT
+            -- fields: one a line, in the catalogue's order (dao.narrowed keeps a request's)
+            pieces.guid,
+            pieces.piece_id,
+            pieces.project_guid,
+            pieces.component_guid,
+            pieces.assembly_guid,
+            pieces.barcode,
+            pieces.outer_length,
+            pieces.angle_left,
+            pieces.angle_right,
+            pieces.is_active,
+            pieces.deleted_at,
+            pieces.company_guid,
+            pieces.created_at,
+            pieces.updated_at,
+            pieces.inner_length,
+            pieces.assembly_width,
+            pieces.assembly_height,
+            pieces.reinforcement_length,
+            pieces.other_length,
+            pieces.bar_rest,
+            pieces.bar_length,
+            pieces.bar_cutting_tolerance,
+            pieces.profile_width,
+            pieces.profile_height,
+            pieces.welding_tolerance,
+            pieces.orientation,
+            pieces.trolley,
+            pieces.cell,
+            pieces.trolley_cell,
+            pieces.trolley_size,
+            pieces.parent_assembly_trolley_cell,
+            pieces.mullion_trolley_cell,
+            pieces.glazing_bead_trolley_cell,
+            pieces.operations,
+            pieces.component_code,
+            pieces.component_description,
+            pieces.info2,
+            pieces.info3,
+            pieces.client,
+            pieces.dealer,
+            pieces.project_description,
+            pieces.project_phase,
+            pieces.reinforcement_code,
+            pieces.hardware_info,
+            pieces.glass_info,
+            pieces.project_number,
+            pieces.component_number,
+            pieces.water_handle,
+            pieces.segment_order,
+            pieces.cutting_pattern,
+            pieces.fixing_mode,
+            pieces.material_type,
+            pieces.project_code_parent,
+            pieces.bar_id,
+            pieces.profile_code,
+            pieces.profile_name,
+            pieces.lamination,
+            pieces.gasket,
+            pieces.profile_color,
+            pieces.profile_type_ra,
+            pieces.profile_type,
+            pieces.profile_code_with_color
+            -- end of fields
+    ) AS item
+    WHERE pieces.company_guid = %(tenant)s
+      AND pieces.guid = %(guid)s
+      AND (pieces.is_active OR %(include_inactive)s)
 )
-SELECT CASE WHEN detail.guid IS NULL  -- the owner probe runs only for a row not visible
-            THEN (SELECT company_guid FROM owner)
+SELECT CASE WHEN detail.missing_fields IS NULL  -- the owner probe runs only for a row
+            THEN (SELECT company_guid FROM owner)  -- not visible
        END AS owner_company_guid,
-       array_remove(ARRAY[
-           CASE WHEN detail.guid IS NULL THEN 'guid' END,
-           CASE WHEN detail.piece_id IS NULL THEN 'piece_id' END,
-           CASE WHEN detail.project_guid IS NULL THEN 'project_guid' END,
-           CASE WHEN detail.component_guid IS NULL THEN 'component_guid' END,
-           CASE WHEN detail.company_guid IS NULL THEN 'company_guid' END,
-           CASE WHEN detail.is_active IS NULL THEN 'is_active' END,
-           CASE WHEN detail.created_at IS NULL THEN 'created_at' END
-       ], NULL) AS missing_fields,
-       row_to_json(detail)::text AS body
+       detail.missing_fields,
+       row_to_json(detail.item)::text AS body
 FROM (SELECT 1) AS one
 LEFT JOIN detail ON true;

@@ -72,11 +72,13 @@ def _read_message(cur, read_setup: str, tenant: str, statement: str) -> str:
     return f"{setup}{statement};\n"
 
 
-def _list_args(tenant, *, project=None, assembly=None, limit=100, offset=0, after=None):
+def _list_args(tenant, *, project=None, assembly=None, limit=100, offset=0, after=None,
+               count_exact=False):
     return pieces_dao.list_parameters(
         tenant=uuid.UUID(tenant), project_guid=uuid.UUID(project) if project else None,
         component_guid=None, assembly_guid=uuid.UUID(assembly) if assembly else None,
-        include_inactive=False, limit=limit, offset=offset, after=after)
+        include_inactive=False, limit=limit, offset=offset, after=after,
+        count_exact=count_exact)
 
 
 def _write_pgbench(cur, directory: Path, picks: list[tuple[str, str, dict]],
@@ -101,6 +103,10 @@ def _write_pgbench(cur, directory: Path, picks: list[tuple[str, str, dict]],
             lines.append(_read_message(cur, read_setup, tenant, statement))
         lines.append("\\endif\n")
         (directory / f"{n:03d}.sql").write_text("".join(lines))
+
+
+# The Prefer header a get scenario sends with every request (bench/lua/bench.lua).
+PREFER = {"big_page1_count": "count=exact"}
 
 
 def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:
@@ -161,11 +167,13 @@ def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:
             def listing(t, **params):
                 """(tenant, DAO query, DAO arguments, request path) of one list request."""
                 after = params.pop("cursor_key", None)
+                count_exact = params.pop("count_exact", False)  # sent as a Prefer header
                 args = _list_args(t, project=params.get("project_guid"),
                                   assembly=params.get("assembly_guid"),
                                   limit=params.get("limit", PAGE_SIZE),
                                   offset=params.get("offset", 0),
-                                  after=decode_cursor(encode_cursor(after)) if after else None)
+                                  after=decode_cursor(encode_cursor(after)) if after else None,
+                                  count_exact=count_exact)
                 if after:
                     params["cursor"] = encode_cursor(after)
                 return t, "list_pieces", args, "/api/v1/pieces?" + urlencode(params)
@@ -187,6 +195,11 @@ def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:
                 "big_page1": ("Big project, page 1 (limit=100)",
                               f"the {len(big_projects)} big projects", [
                     listing(t, project_guid=p, limit=100) for t, p in pick(page1)]),
+                "big_page1_count": ("Big project, page 1 (limit=100), Prefer: count=exact",
+                                    f"the {len(big_projects)} big projects: the same pages "
+                                    "as big_page1, counted", [
+                    listing(t, project_guid=p, limit=100, count_exact=True)
+                    for t, p in pick(page1)]),
                 "deep_offset": (f"Deep page by offset (~page {DEEP_PAGE})", page_note, [
                     listing(t, project_guid=p, limit=100, offset=(n - 1) * PAGE_SIZE)
                     for t, p, n, _ in pick(deep)]),
@@ -212,9 +225,12 @@ def build(url: URL, out: Path, *, seed: int = 1) -> list[Scenario]:
             scenarios = []
             for name, (title, note, picks, *tags) in reads.items():
                 tags = tags[0] if tags else [""] * len(picks)
+                prefer = PREFER.get(name, "")
                 targets_file = out / f"{name}.targets"
-                targets_file.write_text("".join(f"{path} {tokens[t]} {tag}".rstrip() + "\n"
-                                                for (t, _, _, path), tag in zip(picks, tags)))
+                targets_file.write_text("".join(
+                    " ".join([path, tokens[t], *([tag or "-", prefer] if prefer else
+                                                 [tag] if tag else [])]) + "\n"
+                    for (t, _, _, path), tag in zip(picks, tags)))
                 pgbench_dir = out / "pgbench" / name
                 _write_pgbench(cur, pgbench_dir, picks, read_setup)
                 scenarios.append(Scenario(name, title, "get", targets_file, pgbench_dir,

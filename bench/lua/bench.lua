@@ -1,6 +1,7 @@
 -- wrk script for bench.run. Arguments after `--`:
---   get  <targets file>                  each request: a random line "<path> <token> [etag]"
---                                        (with an etag: sent as If-None-Match)
+--   get  <targets file>                  each request: a random line
+--                                        "<path> <token> [etag|-] [prefer]" (an etag is
+--                                        sent as If-None-Match, a prefer as Prefer)
 --   sync <pool file> <run id> <items>    each request: POST a new batch of <items> pieces
 --                                        (fresh natural keys) under a random pool line
 --                                        "<tenant> <project> <component> <assembly> <token>"
@@ -74,7 +75,8 @@ function init(args)
     local compiled = {}
     for i, t in ipairs(targets) do
       local headers = {["Authorization"] = "Bearer " .. t[2]}
-      if t[3] then headers["If-None-Match"] = t[3] end
+      if t[3] and t[3] ~= "-" then headers["If-None-Match"] = t[3] end
+      if t[4] then headers["Prefer"] = t[4] end
       compiled[i] = wrk.format("GET", t[1], headers)
     end
     targets = compiled

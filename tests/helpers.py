@@ -108,6 +108,16 @@ class Seeder:
                    f" VALUES ({', '.join(['%s'] * len(values))})", values)
         return guid
 
+    def many_pieces(self, company, tree, n: int, prefix: str, analyze: bool = False):
+        """`n` pieces under `tree`'s component, piece_id and barcode `<prefix>-1` .. `-n`,
+        in one statement; `analyze`: refresh the planner's statistics afterwards."""
+        self._exec("INSERT INTO pieces (guid, company_guid, project_guid, component_guid,"
+                   " piece_id, barcode) SELECT gen_random_uuid(), %s, %s, %s,"
+                   " %s || '-' || n, 'B' || %s || '-' || n FROM generate_series(1, %s) AS n",
+                   (str(company), str(tree.project), str(tree.component), prefix, prefix, n))
+        if analyze:
+            self._exec("ANALYZE pieces", ())
+
     def tree(self, company, pieces_per_assembly=2):
         """project -> component -> assembly -> pieces; returns a namespace of guids."""
         project = self.project(company)
@@ -269,6 +279,17 @@ def service_backends_blocked_by(cur) -> int:
     cur.execute("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pieces_service'"
                 " AND pg_backend_pid() = ANY (pg_blocking_pids(pid))")
     return cur.fetchone()[0]
+
+
+def wait_until_blocked(cur, thread, result: dict, what: str, timeout_s: float = 15) -> None:
+    """Wait until a request running in `thread` (its response lands in `result`) queues on a
+    lock held by the session of `cur`: the forced interleaving of a race test."""
+    deadline = time.monotonic() + timeout_s
+    while service_backends_blocked_by(cur) < 1:
+        assert time.monotonic() < deadline, f"the {what} never queued on the lock"
+        assert thread.is_alive(), result
+        time.sleep(0.02)
+    assert "response" not in result
 
 
 # Plans, as a request's statement runs.

@@ -9,13 +9,12 @@ delete queues on it.
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import pytest
 
 from helpers import (assert_error, fetch_one, item, make_token, ok, post,
-                     service_backends_blocked_by)
+                     wait_until_blocked)
 from pieces_service.migrate import connect
 
 SEGMENT = {"project": "projects", "component": "components", "assembly": "assemblies",
@@ -259,12 +258,7 @@ def test_a_write_committed_while_the_delete_waits_makes_it_412(app, db_url, writ
             thread = threading.Thread(target=lambda: result.update(
                 response=app.test_client().delete(f"/api/v1/pieces/{guid}", headers=headers)))
             thread.start()
-            deadline = time.monotonic() + 15
-            while service_backends_blocked_by(cur) < 1:
-                assert time.monotonic() < deadline, "the delete never queued on the row lock"
-                assert thread.is_alive(), result
-                time.sleep(0.02)
-            assert "response" not in result
+            wait_until_blocked(cur, thread, result, "delete")
         holder.commit()
         thread.join(timeout=30)
     finally:

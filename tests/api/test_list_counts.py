@@ -92,14 +92,9 @@ def test_first_occurrence_wins(as_tenant, tenant, tree):
     assert response.headers["Preference-Applied"] == "count=planned"
 
 
-def test_planned_count_is_the_planners_estimate(as_tenant, seed, admin_conn, tenant):
+def test_planned_count_is_the_planners_estimate(as_tenant, seed, tenant):
     tree = seed.tree(tenant, pieces_per_assembly=0)
-    with admin_conn.cursor() as cur:
-        cur.execute("INSERT INTO pieces (guid, company_guid, project_guid, component_guid,"
-                    " piece_id) SELECT gen_random_uuid(), %s, %s, %s, 'N-' || n"
-                    " FROM generate_series(1, 3000) AS n",
-                    (str(tenant), str(tree.project), str(tree.component)))
-        cur.execute("ANALYZE pieces")
+    seed.many_pieces(tenant, tree, 3000, "N", analyze=True)
     reader = as_tenant(tenant)
     # include_inactive: the estimate of `is_active` follows the whole table's share of
     # active rows (the suite soft-deletes many), which is not what this test is about.

@@ -161,7 +161,7 @@ def test_cursor_pages_have_their_own_tags(reader, integration, tree):
 
 
 @pytest.mark.parametrize("statement", ["list_pieces", "list_validator"])
-def test_the_range_is_an_index_range_under_row_level_security(db_url, admin_conn, seed, tenant,
+def test_the_range_is_an_index_range_under_row_level_security(db_url, seed, tenant,
                                                               statement):
     """As pieces_app (row-level security on), the range's upper bound must be an index
     condition. A bound written as a subquery in the condition is kept behind the policy as a
@@ -170,11 +170,7 @@ def test_the_range_is_an_index_range_under_row_level_security(db_url, admin_conn
     from pieces_service.dao import load_queries
 
     tree = seed.tree(tenant, pieces_per_assembly=0)
-    with admin_conn.cursor() as cur:
-        cur.execute("INSERT INTO pieces (guid, company_guid, project_guid, component_guid,"
-                    " piece_id) SELECT gen_random_uuid(), %s, %s, %s, 'R-' || n"
-                    " FROM generate_series(1, 300) AS n",
-                    (str(tenant), str(tree.project), str(tree.component)))
+    seed.many_pieces(tenant, tree, 300, "R")
     plan = explain_as_app(db_url, tenant, load_queries("pieces.sql")[statement],
                           pieces_dao.list_parameters(
                               tenant=tenant, project_guid=tree.project, component_guid=None,

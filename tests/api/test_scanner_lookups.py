@@ -81,15 +81,10 @@ def test_bad_lookups_are_422(as_tenant, tenant, query):
 
 @pytest.mark.parametrize("field, index", [("barcode", "pieces_barcode_idx"),
                                           ("piece_id", "pieces_piece_id_idx")])
-def test_each_lookup_is_served_by_its_index(db_url, admin_conn, seed, tenant, field, index):
+def test_each_lookup_is_served_by_its_index(db_url, seed, tenant, field, index):
     tree = seed.tree(tenant, pieces_per_assembly=0)
-    with admin_conn.cursor() as cur:
-        cur.execute("INSERT INTO pieces (guid, company_guid, project_guid, component_guid,"
-                    " piece_id, barcode) SELECT gen_random_uuid(), %s, %s, %s, 'L-' || n,"
-                    " 'B-' || n FROM generate_series(1, 2000) AS n",
-                    (str(tenant), str(tree.project), str(tree.component)))
-        cur.execute("ANALYZE pieces")
-    value = {"barcode": "B-1234", "piece_id": "L-1234"}[field]
+    seed.many_pieces(tenant, tree, 2000, "L", analyze=True)
+    value = {"barcode": "BL-1234", "piece_id": "L-1234"}[field]
     params = pieces_dao.list_parameters(
         tenant=tenant, project_guid=None, component_guid=None, assembly_guid=None,
         include_inactive=False, limit=100, offset=0, after=None, **{field: value})

@@ -7,23 +7,15 @@ on that row's unique index entry; only then does the holder commit (or roll back
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 
 import pytest
 
-from helpers import assert_error, fetch_one, make_token
+from helpers import assert_error, fetch_one, make_token, wait_until_blocked
 from pieces_service.migrate import connect
 
 INSERT_PIECE = ("INSERT INTO pieces (guid, company_guid, project_guid, component_guid, piece_id,"
                 " outer_length) VALUES (%s, %s, %s, %s, %s, %s)")
-
-
-def _blocked_requests(cur) -> int:
-    cur.execute("SELECT pg_stat_clear_snapshot()")  # activity stats are cached per transaction
-    cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
-                " AND wait_event_type = 'Lock' AND application_name = 'pieces_service'")
-    return cur.fetchone()[0]
 
 
 def race(app, db_url, row: tuple, tenant, body: dict, *, commit: bool):
@@ -39,11 +31,7 @@ def race(app, db_url, row: tuple, tenant, body: dict, *, commit: bool):
             thread = threading.Thread(target=lambda: result.update(response=app.test_client()
                                       .post("/api/v1/sync/pieces", json=body, headers=headers)))
             thread.start()
-            deadline = time.monotonic() + 15
-            while _blocked_requests(cur) < 1:
-                assert time.monotonic() < deadline, "the request never queued on the row"
-                assert thread.is_alive(), result
-                time.sleep(0.02)
+            wait_until_blocked(cur, thread, result, "sync")
         holder.commit() if commit else holder.rollback()
         thread.join(timeout=30)
     finally:

@@ -8,7 +8,9 @@
 3. Floors, in the same run: every read scenario's exact SQL straight from pgbench at the same
    concurrency (the database floor), and the same gunicorn serving bench/floor_app.py's fixed
    body of the scenario's mean response size (the HTTP floor). For sync, the same DAO SQL
-   replayed from one connection (rows/s).
+   replayed from one connection (rows/s). And the bare reference (bench/reference_app.py:
+   the same reads with none of the service's features) under the same gunicorn, right after
+   the service, for the plain read scenarios (REFERENCE_SCENARIOS): "vs reference".
 4. Report: a table on stdout, bench/results/results.json, and the generated section of
    BENCHMARKS.md (between its bench:results markers; the rest of the file is kept).
 
@@ -162,7 +164,7 @@ def gunicorn(app_uri: str, env: dict, name: str, workers: int = WORKERS):
                                stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 30
-        probe = "/livez" if app_uri == "wsgi:app" else "/?bytes=2"
+        probe = "/?bytes=2" if app_uri == "bench.floor_app:app" else "/livez"
         while True:
             if process.poll() is not None:
                 raise SystemExit(f"bench: gunicorn ({name}) exited; see "
@@ -352,6 +354,21 @@ def measure_http_floor(wrk: str, port: int, s: workload.Scenario, service: dict,
     return figures
 
 
+# The reads the bare reference app serves (bench/reference_app.py): plain 200 pages and
+# details, no revalidation, no count, no feed.
+REFERENCE_SCENARIOS = ("list_project_100", "list_project_1000", "list_assembly", "detail",
+                       "big_page1", "deep_offset", "deep_cursor")
+
+
+def measure_reference(wrk: str, port: int, s: workload.Scenario) -> dict:
+    """The bare reference app under the same gunicorn, with the scenario's own targets."""
+    run_wrk(wrk, port, wrk_args(s, CONNECTIONS), WARMUP)
+    figures = run_wrk(wrk, port, wrk_args(s, CONNECTIONS), DURATION)
+    log(f"  reference   {figures['rps']:8.1f} req/s  p50 {figures['p50_us'] / 1000:7.1f} ms"
+        f"  p99 {figures['p99_us'] / 1000:7.1f} ms  errors {figures['errors']}")
+    return figures
+
+
 def measure_db_floor(pgbench: str, url, libpq: str, s: workload.Scenario) -> dict | None:
     """pgbench with the scenario's exact SQL at CONNECTIONS and at WORKERS clients (reads);
     the sync SQL from one connection (sync)."""
@@ -398,11 +415,14 @@ def main() -> None:
         # Both servers stay up; each scenario runs service, HTTP floor and database floor back
         # to back, so that a ratio compares runs minutes apart at most, not a whole run apart.
         with gunicorn("wsgi:app", env, "service") as (service_process, service_port), \
-                gunicorn("bench.floor_app:app", env, "floor") as (_, floor_port):
+                gunicorn("bench.floor_app:app", env, "floor") as (_, floor_port), \
+                gunicorn("bench.reference_app:app", env, "reference") as (_, reference_port):
             for s in scenarios:
                 log(f"bench: {s.name} — {s.title}")
                 results[s.name]["service"] = measure_service(wrk, service_process,
                                                              service_port, s)
+                if s.name in REFERENCE_SCENARIOS:
+                    results[s.name]["reference"] = measure_reference(wrk, reference_port, s)
                 results[s.name]["http_floor"] = measure_http_floor(
                     wrk, floor_port, s, results[s.name]["service"], floor_dir)
                 floor = measure_db_floor(pgbench, url, libpq, s)
@@ -560,9 +580,10 @@ def render(run: dict) -> str:
         f"after {s['warmup_s']} s warm-up.",
         "",
         "| scenario | req/s | p50 ms | p99 ms | mean body | worker RSS peak | worker restarts "
+        "| reference req/s | vs reference "
         "| HTTP floor req/s | vs HTTP floor | DB floor tx/s | DB floor p99 ms | vs DB floor "
         f"| DB floor at {s['workers']} clients | vs that |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, e in r.items():
         if "service" not in e:
@@ -583,6 +604,8 @@ def render(run: dict) -> str:
             f"{sv['mean_bytes'] / 1024:.1f} KiB" if e["kind"] == "get" else "–",
             f"{sv['rss_peak_mb']:.0f} MB",
             str(sv.get("worker_restarts", "–")),
+            f"{e['reference']['rps']:.1f}" if "reference" in e else "–",
+            _fmt_ratio(_ratio(r, name, "reference")),
             f"{hf['rps']:.1f}" if hf else "–",
             _fmt_ratio(_ratio(r, name, "http_floor")),
             db_rate,
@@ -600,7 +623,7 @@ def render(run: dict) -> str:
                 f"{one['rps']:.1f} ({one['inserted_per_s']:,.0f} inserted/s)",
                 f"{one['p50_us'] / 1000:.1f}", f"{one['p99_us'] / 1000:.1f}", "–",
                 f"{one['rss_peak_mb']:.0f} MB", str(one.get("worker_restarts", "–")),
-                *["–"] * 7]) + " |")
+                *["–"] * 9]) + " |")
     errors = {n: e["service"]["errors"] for n, e in r.items()
               if "service" in e and e["service"]["errors"]}
     if errors:

@@ -195,13 +195,14 @@ def test_the_cli_reports_missing_migrations_in_one_line(tmp_path, new_database, 
 def test_the_shipped_files_parse_and_the_index_builds_run_outside_a_transaction():
     migrations = {m.version: m for m in load_migrations()}
     assert [m.transactional for m in migrations.values()] == \
-        [True, True, False, True, False, False, True]
+        [True, True, False, True, False, False, True, False, True, True]
     for version, count in (("0003_index_only_pages", 12), ("0005_change_feed_indexes", 20),
-                           ("0006_scanner_lookups", 4)):
+                           ("0006_scanner_lookups", 4), ("0008_tenant_keys", 18)):
         statements = migrations[version].statements
         assert len(statements) == count
         assert all(s.startswith(("DROP INDEX CONCURRENTLY IF EXISTS ",
-                                 "CREATE INDEX CONCURRENTLY ")) for s in statements)
+                                 "CREATE INDEX CONCURRENTLY ",
+                                 "CREATE UNIQUE INDEX CONCURRENTLY ")) for s in statements)
 
 
 def test_a_no_transaction_file_splits_at_each_line_ending_with_a_semicolon():

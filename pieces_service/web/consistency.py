@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from apispec import BasePlugin
 from flask import Flask, Response, g, has_request_context, request
 
 from ..errors import Invalid
@@ -17,7 +18,8 @@ from ..errors import Invalid
 HEADER = "X-Pieces-Consistency"
 _LSN = re.compile(r"([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})")
 
-# OpenAPI: the request header of every read, and the response header of every write.
+# OpenAPI (`ConsistencyDoc`): the request header of every read, the response header of every
+# write.
 PARAMETER = {
     "in": "header", "name": HEADER, "required": False,
     "schema": {"type": "string", "example": "0/16B3748"},
@@ -27,10 +29,24 @@ PARAMETER = {
                    "`PIECES_REPLICA_MAX_LAG_MS` (plus one lag check) behind. Not a WAL "
                    "position: 422.",
 }
-RESPONSE_HEADER = {HEADER: {
+RESPONSE_HEADER = {
     "description": "With read replicas configured: the primary's WAL position after this "
                    "write's commit; send it back on reads to see this write.",
-    "schema": {"type": "string", "example": "0/16B3748"}}}
+    "schema": {"type": "string", "example": "0/16B3748"}}
+
+
+class ConsistencyDoc(BasePlugin):
+    """Writes the token into the OpenAPI document: every GET of the API reads (and may send
+    it), every POST and DELETE writes (and answers it on success)."""
+
+    def operation_helper(self, path=None, operations=None, **kwargs):
+        for method, operation in (operations or {}).items():
+            if method == "get":
+                operation.setdefault("parameters", []).append(PARAMETER)
+            elif method in ("post", "delete"):
+                for status, response in operation.get("responses", {}).items():
+                    if str(status) in ("200", "204"):
+                        response.setdefault("headers", {})[HEADER] = RESPONSE_HEADER
 
 
 def lsn_value(text: str) -> int:

@@ -219,6 +219,37 @@ def test_a_replica_beyond_the_lag_bound_is_skipped(urls, tree, owner):
         db.dispose(app)
 
 
+def test_a_read_on_a_lost_replica_runs_again_on_the_primary(pair, urls, tree):
+    """The standby dies unnoticed by three apps: one holds a pooled connection to it for a
+    list, one for an export, one none (it must connect). The next read of each fails on the
+    standby and is served, in full, by the primary."""
+    cases = {"list": "/api/v1/pieces", "export": "/api/v1/pieces/export",
+             "connect": "/api/v1/pieces"}
+    apps = {case: _app(urls, replica_check_ms=60000) for case in cases}
+    try:
+        clients = {case: built.test_client() for case, built in apps.items()}
+        callers = {case: Caller(c, tree.company, "Operator") for case, c in clients.items()}
+        for case, caller in callers.items():  # measured, and a pooled connection each
+            warm = caller.get(cases[case])
+            assert warm.status_code == 200
+            warm.close()  # the export's connection back in the pool
+        with apps["connect"].app_context():
+            db._state()["replicas"][0].engine.dispose()  # no pooled connection left
+        pair.stop_standby("immediate")
+        try:
+            for case, caller in callers.items():
+                before = _reads(clients[case])
+                response = caller.get(cases[case])
+                assert response.status_code == 200, response.get_data(as_text=True)
+                assert _delta(before, _reads(clients[case])) == {"primary": 1}, case
+                assert str(tree.pieces[0]) in response.get_data(as_text=True)
+        finally:
+            pair.start_standby()
+    finally:
+        for built in apps.values():
+            db.dispose(built)
+
+
 def test_a_malformed_token_is_a_422(client, replica_app):
     for server in (client, replica_app.test_client()):  # without replicas, and with
         caller = Caller(server, uuid.uuid4(), "Operator")
@@ -321,3 +352,18 @@ def test_isolation_properties_hold_with_reads_on_the_standby(pair, urls):
     after = _sql(urls[1], "SELECT xact_commit FROM pg_stat_database"
                           " WHERE datname = current_database()")[0][0]
     assert after - before > 10
+
+
+def test_the_openapi_document_describes_the_token(client):
+    paths = client.get("/api/v1/openapi.json").get_json()["paths"]
+    reads = writes = 0
+    for operations in paths.values():
+        for method, operation in operations.items():
+            if method == "get":
+                reads += 1
+                assert HEADER in {p["name"] for p in operation["parameters"]}
+            elif method in ("post", "delete"):
+                writes += 1
+                ok = next(r for s, r in operation["responses"].items() if s in ("200", "204"))
+                assert HEADER in ok["headers"]
+    assert reads >= 7 and writes >= 11

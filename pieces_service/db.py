@@ -471,12 +471,6 @@ class Replica:
                            "retry_in_s": self._retry_s})
 
 
-class ReplicaFailed(errors.DatabaseUnavailable):
-    """A streaming read's replica failed (`_Lease.replica_failed`): its owner opens it again
-    on the primary when nothing has been sent yet (else, a lost database, as on the
-    primary)."""
-
-
 def _rollback(conn: Connection) -> None:
     """Roll back; if even that fails, drop the connection rather than pool it mid-transaction."""
     try:
@@ -508,7 +502,7 @@ class StreamingRead:
         """The rows of `statement` (of its last statement, for several), run with
         `statement_timeout` set to `timeout_ms` when given (sent in the same message).
         Database errors leave as `errors.from_database` classifies them; a replica's
-        failure as `ReplicaFailed`."""
+        failure as `errors.ReplicaFailed`."""
         lease = self._lease
         if lease is None:
             raise RuntimeError("streaming read used after close()")
@@ -520,7 +514,7 @@ class StreamingRead:
             return lease.cursor.fetchall() if lease.cursor.description else []
         except psycopg2.Error as exc:
             if lease.replica_failed(exc):
-                raise ReplicaFailed("Database unavailable") from exc
+                raise errors.ReplicaFailed("Database unavailable") from exc
             raise lease.classified(exc) from exc
 
     def close(self) -> None:
@@ -554,7 +548,7 @@ def streaming_read(tenant: uuid.UUID, *, time_limit_ms: int,
     `statement_timeout` and `idle_in_transaction_session_timeout` at `time_limit_ms` (the
     stream's own limit, instead of the request's). The caller must `close()` it.
 
-    On a replica as `reads()` chooses (`primary`: on the primary, after `ReplicaFailed`)."""
+    On a replica as `reads()` chooses (`primary`: on the primary, after `errors.ReplicaFailed`)."""
     setup = _SETUP.format(mode="READ ONLY", statement_timeout=int(time_limit_ms),
                           idle_timeout=int(time_limit_ms))
     stream = StreamingRead(_Lease(None, get_engine()) if primary else _read_lease())

@@ -27,7 +27,7 @@ from flask import current_app
 from .. import access, db
 from ..auth import Principal
 from ..dao import export as export_dao
-from ..errors import DatabaseUnavailable, ServiceError
+from ..errors import DatabaseUnavailable, ReplicaFailed, ServiceError
 from ..web import heartbeat
 from .pieces import check_parents
 
@@ -92,7 +92,7 @@ def start(principal: Principal, query: ExportQuery, fmt: str, *,
             first = export_dao.fetch_lines(read, rows=BATCH_ROWS,
                                            timeout_ms=_remaining_ms(deadline))
             break
-        except db.ReplicaFailed:
+        except ReplicaFailed:
             if read is not None:
                 read.close()
         except BaseException:

@@ -35,7 +35,7 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
     app.json.sort_keys = False
 
     from . import db
-    from .web import conditional, health, observability
+    from .web import conditional, consistency, health, observability
     from .api import register_blueprints
     from . import auth
     from .web.extensions import Api
@@ -48,7 +48,7 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
         "components": {"securitySchemes": {
             "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
         "security": [{"bearerAuth": []}],
-        "extra_plugins": [conditional.ConditionalGetDoc()],
+        "extra_plugins": [conditional.ConditionalGetDoc(), consistency.ConsistencyDoc()],
     })
     register_blueprints(api)
     app.register_blueprint(health.blp)

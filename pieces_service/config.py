@@ -35,6 +35,18 @@ def database_url(raw: str, variable: str = "DATABASE_URL") -> URL:
     return url.set(drivername="postgresql+psycopg2")
 
 
+def replica_urls(raw: str) -> tuple[URL, ...]:
+    """`PIECES_DATABASE_REPLICA_URLS`: comma-separated postgresql:// URLs, one host each (a
+    libpq multi-host URL has commas of its own). Messages never repeat a URL (passwords)."""
+    if not raw.strip():
+        return ()
+    parts = [part.strip() for part in raw.split(",")]
+    if not all(parts):
+        raise ConfigError("PIECES_DATABASE_REPLICA_URLS has an empty entry")
+    return tuple(database_url(part, f"PIECES_DATABASE_REPLICA_URLS entry {index}")
+                 for index, part in enumerate(parts, 1))
+
+
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
@@ -124,6 +136,11 @@ class Config:
     # The export's own time limit (GET /api/v1/pieces/export), not statement_timeout.
     export_timeout_s: int = 300
     sync_max_items: int = 1000
+    # Read replicas (README, "Read replicas"): none means every statement goes to the primary.
+    replica_urls: tuple[URL, ...] = ()
+    replica_max_lag_ms: int = 5000
+    replica_check_ms: int = 1000
+    replica_retry_ms: int = 5000
     debug: bool = False
     log_level: str = "INFO"
     # Read by gunicorn.conf.py only; here so that they are validated with the rest.
@@ -151,6 +168,10 @@ class Config:
             ),
             max_body_bytes=_int(env, "PIECES_MAX_BODY_BYTES", 16 * 1024 * 1024, 1024, 1 << 30),
             export_timeout_s=_int(env, "PIECES_EXPORT_TIMEOUT_S", 300, 1, 86400),
+            replica_urls=replica_urls(env.get("PIECES_DATABASE_REPLICA_URLS", "")),
+            replica_max_lag_ms=_int(env, "PIECES_REPLICA_MAX_LAG_MS", 5000, 0, 3600000),
+            replica_check_ms=_int(env, "PIECES_REPLICA_CHECK_MS", 1000, 10, 60000),
+            replica_retry_ms=_int(env, "PIECES_REPLICA_RETRY_MS", 5000, 10, 600000),
             debug=env.get("PIECES_DEBUG", "").strip().lower() in ("1", "true", "yes"),
             log_level=_log_level(env),
             port=_int(env, "PORT", 8000, 1, 65535),

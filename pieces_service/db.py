@@ -14,12 +14,22 @@ the setup and the statement travel as one simple-query message, which PostgreSQL
 implicit transaction (its `SET LOCAL`s end with it). One round trip instead of three, and no
 COMMIT to send: BENCHMARKS.md has the figures.
 
+With read replicas (`PIECES_DATABASE_REPLICA_URLS`), `reads()` and `streaming_read()` run on
+a healthy replica, taken in turn (`Replica`), and everything in `transaction()` on the primary.
+A replica that fails (cannot connect, connection lost) is skipped for
+`PIECES_REPLICA_RETRY_MS` and the read runs again on the primary: never an error because of
+a replica. A write's response carries its commit's WAL position (`web.consistency`), and a
+read that sends it back only goes to a replica that has replayed that far.
+
 Database exceptions never leave this module raw: `errors.from_database` classifies them.
 """
 from __future__ import annotations
 
+import itertools
+import logging
 import os
 import threading
+import time
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -28,15 +38,18 @@ import psycopg2
 import psycopg2.extras
 from flask import current_app
 from sqlalchemy import create_engine
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
 from . import errors
-from .web import observability
+from .web import consistency, observability
 from .config import Config
 
+log = logging.getLogger(__name__)
+
 APP_ROLE = "pieces_app"
+PRIMARY = "primary"  # the node label of the primary in the metrics
 
 # uuid.UUID in and out of psycopg2 (parameters are adapted as 'x'::uuid literals).
 psycopg2.extras.register_uuid()
@@ -44,10 +57,11 @@ psycopg2.extras.register_uuid()
 _engine_lock = threading.Lock()
 
 
-def build_engine(config: Config) -> Engine:
-    """An engine for `config`; never connects by itself."""
+def build_engine(config: Config, url: URL | None = None) -> Engine:
+    """An engine for `config` (for the primary, or for the replica at `url`); never connects
+    by itself."""
     return create_engine(
-        config.database_url,
+        url or config.database_url,
         isolation_level="AUTOCOMMIT",
         pool_size=config.db_pool_size,
         max_overflow=config.db_max_overflow,
@@ -68,19 +82,41 @@ def build_engine(config: Config) -> Engine:
     )
 
 
-def get_engine() -> Engine:
-    """This process's engine, created on first use (never at import or in the factory,
-    so a gunicorn worker forks before it owns any socket)."""
+def _state() -> dict:
+    """This process's engines (the primary's, and a `Replica` each), created on first use
+    (never at import or in the factory, so a gunicorn worker forks before it owns any
+    socket)."""
     app = current_app._get_current_object()
     state = app.extensions["pieces_db"]
     if state.get("pid") != os.getpid():
         with _engine_lock:
             if state.get("pid") != os.getpid():
-                engine = build_engine(app.config["PIECES"])
+                config = app.config["PIECES"]
+                engine = build_engine(config)
                 observability.instrument_engine(engine)
+                replicas = tuple(Replica(f"replica{number}", build_engine(config, url), config)
+                                 for number, url in enumerate(config.replica_urls, 1))
+                for replica in replicas:
+                    observability.instrument_engine(replica.engine)
                 state["engine"] = engine
+                state["replicas"] = replicas
+                state["turn"] = itertools.count()
                 state["pid"] = os.getpid()
-    return state["engine"]
+    return state
+
+
+def get_engine() -> Engine:
+    """This process's engine of the primary (see `_state`)."""
+    return _state()["engine"]
+
+
+def dispose(app) -> None:
+    """Close the pools of `app`'s engines in this process (tests building apps of their own)."""
+    state = app.extensions["pieces_db"]
+    if state.get("pid") == os.getpid():
+        state["engine"].dispose()
+        for replica in state["replicas"]:
+            replica.engine.dispose()
 
 
 _SETUP = (
@@ -132,7 +168,15 @@ def init_app(app) -> None:
         "setup": {readonly: transaction_setup(config, readonly=readonly)
                   for readonly in (True, False)},
         "read_setup": read_setup(config),
+        # With replicas, a write's COMMIT also reads the WAL position for its token, in the
+        # same message: the insert position after the commit is at or past the end of the
+        # commit record, even with synchronous_commit off (pg_current_wal_lsn(), the
+        # position written out, could then still be before it; an insert position read
+        # before COMMIT is before the commit record itself).
+        "commit": "COMMIT; SELECT pg_current_wal_insert_lsn()::text" if config.replica_urls
+                  else None,
     }
+    consistency.init_app(app)
 
 
 def set_tenant(conn: Connection, tenant: uuid.UUID) -> None:
@@ -167,15 +211,19 @@ def _classified() -> Iterator[None]:
 def transaction(tenant: uuid.UUID, *, readonly: bool) -> Iterator[Connection]:
     """One transaction as `pieces_app` scoped to `tenant`; commits on success, rolls back
     on any exception."""
-    setup = current_app.extensions["pieces_db"]["setup"][readonly]
+    settings = current_app.extensions["pieces_db"]
+    commit = None if readonly else settings["commit"]
     with _classified(), get_engine().connect() as conn:
-        conn.exec_driver_sql(setup, {"tenant": str(tenant)})
+        conn.exec_driver_sql(settings["setup"][readonly], {"tenant": str(tenant)})
         try:
             yield conn
         except BaseException:
             _rollback(conn)
             raise
-        conn.exec_driver_sql("COMMIT")
+        if commit is None:
+            conn.exec_driver_sql("COMMIT")
+        else:
+            consistency.remember(conn.exec_driver_sql(commit).scalar())
 
 
 @contextmanager
@@ -196,16 +244,27 @@ class OneMessageReads:
     Works unchanged behind PgBouncer (one transaction).
     """
 
-    __slots__ = ("_cursor", "_setup")
+    __slots__ = ("_lease", "_setup")
 
-    def __init__(self, cursor, setup: str):
-        self._cursor = cursor
+    def __init__(self, lease: "_Lease", setup: str):
+        self._lease = lease
         self._setup = setup
 
     def fetch_one(self, tenant: uuid.UUID, statement: str, params: dict) -> tuple:
-        """The one row of the read-only `statement`, run as `pieces_app` scoped to `tenant`."""
-        self._cursor.execute(self._setup + statement, {**params, "rls_tenant": str(tenant)})
-        return self._cursor.fetchone()
+        """The one row of the read-only `statement`, run as `pieces_app` scoped to `tenant`
+        (again on the primary when its replica fails: a one-message read is a transaction
+        of its own, so nothing else needs repeating)."""
+        text, args = self._setup + statement, {**params, "rls_tenant": str(tenant)}
+        try:
+            self._lease.cursor.execute(text, args)
+        except psycopg2.Error as exc:
+            if not self._lease.replica_failed(exc):
+                raise
+            self._lease.close()
+            self._lease = _Lease(None, get_engine())
+            self._lease.cursor.execute(text, args)
+        observability.DB_READS.labels(self._lease.node).inc()
+        return self._lease.cursor.fetchone()
 
 
 class TransactionReads:
@@ -233,17 +292,15 @@ def reads() -> Iterator[OneMessageReads]:
     The DBAPI cursor of SQLAlchemy's pooled connection, with no result objects to build.
     Errors are told apart as SQLAlchemy would: a lost connection is invalidated (never pooled
     again); every database error leaves as `errors.from_database` classifies it.
+    On a replica when one is healthy (`_read_lease`).
     """
-    setup = current_app.extensions["pieces_db"]["read_setup"]
-    engine = get_engine()
-    pooled = _checkout(engine)
+    reads = OneMessageReads(_read_lease(), current_app.extensions["pieces_db"]["read_setup"])
     try:
-        with pooled.cursor() as cursor:
-            yield OneMessageReads(cursor, setup)
+        yield reads
     except psycopg2.Error as exc:
-        raise _classified_raw(engine, pooled, exc) from exc
+        raise reads._lease.classified(exc) from exc
     finally:
-        pooled.close()  # back to the pool (or discarded, when invalidated)
+        reads._lease.close()  # back to the pool (or discarded, when invalidated)
 
 
 def _checkout(engine: Engine):
@@ -257,12 +314,161 @@ def _checkout(engine: Engine):
 def _classified_raw(engine: Engine, pooled, exc: psycopg2.Error) -> errors.ServiceError:
     """The service error for `exc` raised on the raw pooled connection `pooled`, told apart as
     SQLAlchemy would: a lost connection is invalidated (never pooled again)."""
+    return errors.from_database(exc, disconnected=_lost(engine, pooled, exc))
+
+
+def _lost(engine: Engine, pooled, exc: psycopg2.Error) -> bool:
+    """Whether `exc` lost the raw pooled connection `pooled` (as SQLAlchemy tells it), which
+    is then invalidated (never pooled again)."""
     connection = pooled.dbapi_connection
     disconnected = connection is None or bool(connection.closed) \
         or engine.dialect.is_disconnect(exc, connection, None)
-    if disconnected:
+    if disconnected and connection is not None:
         pooled.invalidate(exc)
-    return errors.from_database(exc, disconnected=disconnected)
+    return disconnected
+
+
+class _Lease:
+    """A pooled DBAPI connection and its cursor, of the primary (`replica` None) or of a
+    replica."""
+
+    __slots__ = ("replica", "engine", "pooled", "cursor")
+
+    def __init__(self, replica: "Replica | None", engine: Engine):
+        self.replica = replica
+        self.engine = engine
+        self.pooled = _checkout(engine)
+        try:
+            self.cursor = self.pooled.cursor()
+        except BaseException:
+            self.pooled.close()
+            raise
+
+    @property
+    def node(self) -> str:
+        return self.replica.name if self.replica else PRIMARY
+
+    def classified(self, exc: psycopg2.Error) -> errors.ServiceError:
+        return _classified_raw(self.engine, self.pooled, exc)
+
+    def replica_failed(self, exc: psycopg2.Error) -> bool:
+        """Whether `exc` lost this replica's connection, for the primary to take over (the
+        connection is discarded and the replica skipped for a while). Always False on the
+        primary."""
+        if self.replica is None or not _lost(self.engine, self.pooled, exc):
+            return False
+        self.replica.failed(exc)
+        return True
+
+    def close(self) -> None:
+        """Give the connection back (or discard it, when invalidated); idempotent."""
+        try:
+            self.cursor.close()
+        except psycopg2.Error:
+            pass
+        self.pooled.close()
+
+
+def _read_lease() -> _Lease:
+    """A connection for a read: of the next healthy replica (one that has replayed the
+    request's consistency token, when it sends one), else, or when its checkout fails, of
+    the primary. A malformed token is a 422 even without replicas."""
+    min_lsn = consistency.required()
+    state = _state()
+    replicas = state["replicas"]
+    if replicas:
+        start = next(state["turn"])
+        for offset in range(len(replicas)):
+            replica = replicas[(start + offset) % len(replicas)]
+            if replica.usable(min_lsn):
+                try:
+                    return _Lease(replica, replica.engine)
+                except errors.ServiceError as exc:  # the primary takes over
+                    replica.failed(exc.__cause__)
+                    break
+    return _Lease(None, state["engine"])
+
+
+# A replica's replay position and lag, in one statement. Lag 0 when it is streaming and has
+# replayed all it received (an idle primary sends nothing, so the last replayed commit may be
+# old without anything missing); else the age of the last replayed commit (replay paused or
+# slow, or the stream cut: conservative). NULL position: not a standby (never used).
+_REPLICA_CHECK = (
+    "SELECT pg_last_wal_replay_lsn()::text,"
+    " CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
+    "            AND EXISTS (SELECT FROM pg_stat_wal_receiver) THEN 0"
+    "      ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000,"
+    "                    'Infinity') END::float8"
+)
+
+
+class Replica:
+    """A read replica, as one process sees it: its engine, whether it is down, and its
+    replay position and lag as last measured (at most every `PIECES_REPLICA_CHECK_MS`, by
+    the request that finds the measure old, on one of the replica's pooled connections)."""
+
+    def __init__(self, name: str, engine: Engine, config: Config):
+        self.name = name
+        self.engine = engine
+        self._check_s = config.replica_check_ms / 1000
+        self._retry_s = config.replica_retry_ms / 1000
+        self._max_lag_ms = config.replica_max_lag_ms
+        self._lock = threading.Lock()
+        self._down_until = 0.0
+        self._checked_at = float("-inf")
+        self.replay_lsn: int | None = None
+        self.lag_ms = float("inf")
+
+    def usable(self, min_lsn: int | None) -> bool:
+        """Up, within the lag bound, and replayed up to `min_lsn` (when given)."""
+        now = time.monotonic()
+        if now < self._down_until:
+            return False
+        if now - self._checked_at >= self._check_s and self._lock.acquire(blocking=False):
+            try:
+                self._measure(now)
+            finally:
+                self._lock.release()
+        return (self.replay_lsn is not None and self.lag_ms <= self._max_lag_ms
+                and (min_lsn is None or self.replay_lsn >= min_lsn))
+
+    def _measure(self, now: float) -> None:
+        try:
+            lease = _Lease(self, self.engine)
+        except errors.ServiceError as exc:
+            self.failed(exc.__cause__)
+            return
+        try:
+            lease.cursor.execute(_REPLICA_CHECK)
+            position, lag_ms = lease.cursor.fetchone()
+        except psycopg2.Error as exc:
+            _lost(self.engine, lease.pooled, exc)
+            self.failed(exc)
+            return
+        finally:
+            lease.close()
+        if position is None and self.replay_lsn is not None:
+            log.warning("read replica is not a standby (promoted?); not used",
+                        extra={"node": self.name})
+        self._checked_at = now
+        self.replay_lsn = consistency.lsn_value(position) if position else None
+        self.lag_ms = lag_ms
+        observability.record_replica(self.name, up=position is not None, lag_ms=lag_ms)
+
+    def failed(self, exc: BaseException | None) -> None:
+        """Skip this replica for `PIECES_REPLICA_RETRY_MS`, then measure it again before use;
+        its pooled connections are closed (they are as dead as the one that failed). A pool
+        with no connection free (`exc` a pool timeout) is busy, not down: nothing changes."""
+        if isinstance(exc, sa_exc.TimeoutError):
+            return
+        self._down_until = time.monotonic() + self._retry_s
+        self._checked_at = float("-inf")
+        self.replay_lsn = None
+        self.engine.dispose()
+        observability.record_replica(self.name, up=False, lag_ms=None)
+        log.warning("read replica unavailable; reads go elsewhere",
+                    extra={"node": self.name, "error": type(exc).__name__,
+                           "retry_in_s": self._retry_s})
 
 
 def _rollback(conn: Connection) -> None:
@@ -286,34 +492,37 @@ class StreamingRead:
     the stream ends, fails, or is closed by the server (the client went away).
     """
 
-    __slots__ = ("_engine", "_pooled", "_cursor")
+    __slots__ = ("_lease",)
 
-    def __init__(self, engine: Engine, pooled, cursor):
-        self._engine = engine
-        self._pooled = pooled
-        self._cursor = cursor
+    def __init__(self, lease: _Lease):
+        self._lease = lease
 
     def fetch_all(self, statement: str, params: dict, *, timeout_ms: int | None = None,
                   ) -> list[tuple]:
         """The rows of `statement` (of its last statement, for several), run with
         `statement_timeout` set to `timeout_ms` when given (sent in the same message).
-        Database errors leave as `errors.from_database` classifies them."""
-        if self._pooled is None:
+        Database errors leave as `errors.from_database` classifies them; a replica's
+        failure as `errors.ReplicaFailed`."""
+        lease = self._lease
+        if lease is None:
             raise RuntimeError("streaming read used after close()")
         if timeout_ms is not None:
             statement = _STREAM_TIMEOUT + statement
             params = {**params, "stream_timeout": f"{max(1, int(timeout_ms))}ms"}
         try:
-            self._cursor.execute(statement, params)
-            return self._cursor.fetchall() if self._cursor.description else []
+            lease.cursor.execute(statement, params)
+            return lease.cursor.fetchall() if lease.cursor.description else []
         except psycopg2.Error as exc:
-            raise _classified_raw(self._engine, self._pooled, exc) from exc
+            if lease.replica_failed(exc):
+                raise errors.ReplicaFailed("Database unavailable") from exc
+            raise lease.classified(exc) from exc
 
     def close(self) -> None:
         """ROLLBACK and give the connection back (or discard it); a no-op the second time."""
-        pooled, self._pooled = self._pooled, None
-        if pooled is None:
+        lease, self._lease = self._lease, None
+        if lease is None:
             return
+        pooled = lease.pooled
         try:
             connection = pooled.dbapi_connection
             if connection is None:
@@ -321,38 +530,32 @@ class StreamingRead:
             elif connection.closed:
                 pooled.invalidate()
             else:
-                self._cursor.execute("ROLLBACK")
+                lease.cursor.execute("ROLLBACK")
         except Exception as exc:  # never pool a connection whose transaction may be open
             pooled.invalidate(exc)
         finally:
-            try:
-                self._cursor.close()
-            except psycopg2.Error:
-                pass
-            pooled.close()
+            lease.close()
 
 
 # Sent before a statement in the same message: that statement's own statement_timeout.
 _STREAM_TIMEOUT = "SELECT set_config('statement_timeout', %(stream_timeout)s, true);\n"
 
 
-def streaming_read(tenant: uuid.UUID, *, time_limit_ms: int) -> StreamingRead:
+def streaming_read(tenant: uuid.UUID, *, time_limit_ms: int,
+                   primary: bool = False) -> StreamingRead:
     """Open a `StreamingRead` for `tenant`: the setup of `transaction(tenant, readonly=True)`
     (BEGIN READ ONLY, role `pieces_app`, UTC, the tenant for row-level security), with
     `statement_timeout` and `idle_in_transaction_session_timeout` at `time_limit_ms` (the
-    stream's own limit, instead of the request's). The caller must `close()` it."""
-    engine = get_engine()
+    stream's own limit, instead of the request's). The caller must `close()` it.
+
+    On a replica as `reads()` chooses (`primary`: on the primary, after `errors.ReplicaFailed`)."""
     setup = _SETUP.format(mode="READ ONLY", statement_timeout=int(time_limit_ms),
                           idle_timeout=int(time_limit_ms))
-    pooled = _checkout(engine)
-    try:
-        stream = StreamingRead(engine, pooled, pooled.cursor())
-    except BaseException:
-        pooled.close()
-        raise
+    stream = StreamingRead(_Lease(None, get_engine()) if primary else _read_lease())
     try:
         stream.fetch_all(setup, {"tenant": str(tenant)})
     except BaseException:
         stream.close()
         raise
+    observability.DB_READS.labels(stream._lease.node).inc()
     return stream

@@ -73,6 +73,11 @@ class DatabaseUnavailable(ServiceError):
     RETRY_AFTER = "1"
 
 
+class ReplicaFailed(DatabaseUnavailable):
+    """A streaming read's read replica failed (`db`): its owner opens it again on the
+    primary while nothing has been sent (later, a lost database, as on the primary)."""
+
+
 class NotAcceptable(ServiceError):
     """No representation the endpoint offers is acceptable to the caller (its `Accept`)."""
 
@@ -88,6 +93,7 @@ STATUS: dict[type[ServiceError], int] = {
     IntegrityAlarm: 500,
     DatabaseFailure: 500,
     DatabaseUnavailable: 503,
+    ReplicaFailed: 503,
     NotAcceptable: 406,
 }
 

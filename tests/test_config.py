@@ -42,6 +42,12 @@ def test_good_environment():
     ({"PIECES_EXPORT_TIMEOUT_S": "0"}, "PIECES_EXPORT_TIMEOUT_S"),
     ({"PIECES_EXPORT_TIMEOUT_S": "86401"}, "PIECES_EXPORT_TIMEOUT_S"),
     ({"PIECES_EXPORT_TIMEOUT_S": "5m"}, "PIECES_EXPORT_TIMEOUT_S"),
+    ({"PIECES_DATABASE_REPLICA_URLS": "mysql://u@h/db"}, "PIECES_DATABASE_REPLICA_URLS"),
+    ({"PIECES_DATABASE_REPLICA_URLS": "postgresql://a/db,,postgresql://b/db"},
+     "PIECES_DATABASE_REPLICA_URLS"),
+    ({"PIECES_REPLICA_MAX_LAG_MS": "-1"}, "PIECES_REPLICA_MAX_LAG_MS"),
+    ({"PIECES_REPLICA_CHECK_MS": "1"}, "PIECES_REPLICA_CHECK_MS"),
+    ({"PIECES_REPLICA_RETRY_MS": "soon"}, "PIECES_REPLICA_RETRY_MS"),
 ])
 def test_bad_variable_is_named(changes, variable):
     env = {**GOOD, **changes}
@@ -55,6 +61,20 @@ def test_export_time_limit_defaults_to_five_minutes_and_takes_its_range():
     for value in ("1", "86400"):
         assert Config.from_env({**GOOD, "PIECES_EXPORT_TIMEOUT_S": value}).export_timeout_s \
             == int(value)
+
+
+def test_replica_urls_are_parsed_in_order_and_their_passwords_never_shown():
+    assert Config.from_env(GOOD).replica_urls == ()
+    config = Config.from_env({**GOOD, "PIECES_DATABASE_REPLICA_URLS":
+                              " postgresql://u:s3cret@r1:5432/pieces, postgres://u@r2/pieces "})
+    assert [url.host for url in config.replica_urls] == ["r1", "r2"]
+    assert {url.drivername for url in config.replica_urls} == {"postgresql+psycopg2"}
+    assert config.replica_max_lag_ms == 5000
+    assert "s3cret" not in repr(config)
+    with pytest.raises(ConfigError) as error:
+        Config.from_env({**GOOD, "PIECES_DATABASE_REPLICA_URLS":
+                         "postgresql://u@r1/p,postgresql://u:s3cret@r2:port/p"})
+    assert "entry 2" in str(error.value) and "s3cret" not in str(error.value)
 
 
 def test_missing_key_message_says_what_to_set():

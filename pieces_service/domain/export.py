@@ -27,7 +27,7 @@ from flask import current_app
 from .. import access, db
 from ..auth import Principal
 from ..dao import export as export_dao
-from ..errors import DatabaseUnavailable, ServiceError
+from ..errors import DatabaseUnavailable, ReplicaFailed, ServiceError
 from ..web import heartbeat
 from .pieces import check_parents
 
@@ -77,18 +77,28 @@ def start(principal: Principal, query: ExportQuery, fmt: str, *,
     tenant = access.list_tenant(principal, query.company_guid)
     started = time.monotonic()
     deadline = started + time_limit_s
-    read = db.streaming_read(tenant, time_limit_ms=time_limit_s * 1000)
-    try:
-        found = export_dao.open_cursor(
-            read, tenant=tenant, fmt=fmt, project_guid=query.project_guid,
-            component_guid=query.component_guid, assembly_guid=query.assembly_guid,
-            include_inactive=query.include_inactive, fields=query.fields)
-        check_parents(found, query)
-        first = export_dao.fetch_lines(read, rows=BATCH_ROWS,
-                                       timeout_ms=_remaining_ms(deadline))
-    except BaseException:
-        read.close()
-        raise
+    # On a replica when one is healthy; when it fails before anything is sent, once more
+    # on the primary.
+    for on_primary in (False, True):
+        read = None
+        try:
+            read = db.streaming_read(tenant, time_limit_ms=time_limit_s * 1000,
+                                     primary=on_primary)
+            found = export_dao.open_cursor(
+                read, tenant=tenant, fmt=fmt, project_guid=query.project_guid,
+                component_guid=query.component_guid, assembly_guid=query.assembly_guid,
+                include_inactive=query.include_inactive, fields=query.fields)
+            check_parents(found, query)
+            first = export_dao.fetch_lines(read, rows=BATCH_ROWS,
+                                           timeout_ms=_remaining_ms(deadline))
+            break
+        except ReplicaFailed:
+            if read is not None:
+                read.close()
+        except BaseException:
+            if read is not None:
+                read.close()
+            raise
     header = export_dao.csv_header(query.fields) + _LINE_END["csv"] if fmt == "csv" else ""
     return ExportStream(read, first, header, fmt=fmt, started=started, deadline=deadline,
                         time_limit_s=time_limit_s,

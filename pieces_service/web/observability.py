@@ -68,6 +68,32 @@ CASCADE_ROWS = Counter(
     ["entity", "action"],
 )
 
+DB_READS = Counter(
+    "pieces_db_reads_total",
+    "Read statements served (list, detail, audit, change feed; an export counts once), by "
+    "database node: primary, replica1, replica2, … (in PIECES_DATABASE_REPLICA_URLS order).",
+    ["node"],
+)
+REPLICA_LAG = Gauge(
+    "pieces_db_replica_lag_seconds",
+    "Each replica's replay lag as last measured by a live worker (0: it has replayed all it "
+    "received; +Inf: it replayed no commit since it started and is not caught up).",
+    ["node"], multiprocess_mode="livemostrecent",
+)
+REPLICA_UP = Gauge(
+    "pieces_db_replica_up",
+    "1 when a replica answered its last check as a standby, 0 when it failed or is not one "
+    "(a live worker's most recent view).",
+    ["node"], multiprocess_mode="livemostrecent",
+)
+
+
+def record_replica(node: str, *, up: bool, lag_ms: float | None) -> None:
+    """Report a replica's check: whether it is usable as one, and its lag when measured."""
+    REPLICA_UP.labels(node).set(1 if up else 0)
+    if lag_ms is not None:
+        REPLICA_LAG.labels(node).set(lag_ms / 1000)
+
 
 def record_sync_rows(entity: str, inserted: int, updated: int) -> None:
     """Count the rows one sync request wrote, e.g. `record_sync_rows("pieces", 3, 1)`.

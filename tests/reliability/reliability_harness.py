@@ -281,3 +281,93 @@ def row_lock(db_url, sql: str, params=()):
     finally:
         conn.rollback()
         conn.close()
+
+
+class StreamingReplication:
+    """A primary and a hot standby of the test's own, from the pgserver wheel's binaries:
+    `initdb` a primary on 127.0.0.1:<free port> with `wal_level=replica`, a replication entry
+    in pg_hba, then `pg_basebackup -R` a standby of it on a second port (streaming
+    replication, hot_standby on). Both trust 127.0.0.1 only. The standby can be stopped,
+    started and have its replay paused."""
+
+    def __init__(self, root: Path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from pgserver import _commands, utils
+        self._bin = _commands.POSTGRES_BIN_PATH
+        self._run_as: dict = {}
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = Path(tempfile.mkdtemp(prefix="repl-", dir=root))
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root: pgserver's own user
+            entry = utils.ensure_user_exists("pgserver")
+            utils.ensure_prefix_permissions(self.root)
+            utils.ensure_prefix_permissions(self._bin)
+            os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            self._run_as = {"user": entry.pw_uid, "group": entry.pw_gid}
+        self.primary_dir = self.root / "primary"
+        self.standby_dir = self.root / "standby"
+        self.primary_port = free_port()
+        self.standby_port = free_port()
+        try:
+            self._tool("initdb", "-D", self.primary_dir, "-U", "postgres", "--auth=trust",
+                       "--encoding=utf8", "--no-sync")
+            with open(self.primary_dir / "postgresql.conf", "a") as conf:
+                conf.write(self._settings(self.primary_port) + "wal_level = replica\n"
+                           "max_wal_senders = 5\nwal_keep_size = '256MB'\n")
+            with open(self.primary_dir / "pg_hba.conf", "a") as hba:
+                hba.write("host replication postgres 127.0.0.1/32 trust\n")
+            self._start(self.primary_dir)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _settings(port: int) -> str:
+        return (f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = ''\n"
+                "fsync = off\nhot_standby = on\nmax_connections = 100\n"
+                "track_activity_query_size = 32768\n")
+
+    def _tool(self, name: str, *args, timeout: float = 60):
+        run = subprocess.run([str(self._bin / name), *map(str, args)], capture_output=True,
+                             text=True, timeout=timeout, **self._run_as)
+        if run.returncode != 0:
+            raise RuntimeError(f"{name} failed: {run.stdout[-1500:]} {run.stderr[-1500:]}")
+        return run.stdout
+
+    def _start(self, pgdata: Path) -> None:
+        self._tool("pg_ctl", "-D", pgdata, "-l", pgdata / "server.log", "-w", "-t", "60",
+                   "start")
+
+    def url(self, port: int, database: str = "pieces_replica") -> str:
+        return f"postgresql://postgres@127.0.0.1:{port}/{database}"
+
+    def create_database(self, database: str = "pieces_replica") -> str:
+        from pieces_service.config import database_url
+        from pieces_service.migrate import connect
+
+        conn = connect(database_url(self.url(self.primary_port, "postgres")))
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(f'CREATE DATABASE "{database}"')
+        conn.close()
+        return self.url(self.primary_port, database)
+
+    def start_standby(self) -> None:
+        """`pg_basebackup -R` of the primary (the first time), then start it."""
+        if not self.standby_dir.exists():
+            self._tool("pg_basebackup", "-D", self.standby_dir, "-R", "-X", "stream",
+                       "-c", "fast", "-h", "127.0.0.1", "-p", self.primary_port, "-U", "postgres",
+                       "--no-sync", timeout=120)
+            with open(self.standby_dir / "postgresql.conf", "a") as conf:
+                conf.write(self._settings(self.standby_port))
+        self._start(self.standby_dir)
+
+    def stop_standby(self, mode: str = "fast") -> None:
+        self._tool("pg_ctl", "-D", self.standby_dir, "-w", "-m", mode, "stop")
+
+    def close(self) -> None:
+        for pgdata in (self.standby_dir, self.primary_dir):
+            if (pgdata / "postmaster.pid").exists():
+                with contextlib.suppress(Exception):
+                    self._tool("pg_ctl", "-D", pgdata, "-w", "-m", "immediate", "stop")
+        shutil.rmtree(self.root, ignore_errors=True)

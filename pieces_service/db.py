@@ -126,7 +126,9 @@ _SETUP = (
     " SET LOCAL TIME ZONE 'UTC';"
     " SET LOCAL statement_timeout = {statement_timeout};"
     " SET LOCAL idle_in_transaction_session_timeout = {idle_timeout};"
-    " SELECT set_config('pieces.tenant', %(tenant)s, true)"
+    # SET LOCAL, not set_config(): Citus propagates SET LOCAL to its workers
+    # (citus.propagate_set_commands = 'local', docs/scale-out.md), never a function call.
+    " SET LOCAL pieces.tenant = %(tenant)s"
 )
 
 
@@ -135,7 +137,7 @@ _SETUP = (
 # waits on the client.
 # Its tenant parameter has its own name so the statement's own %(tenant)s stays a uuid.
 # The last part (`_SET_RLS_TENANT`) also leads a `TransactionReads.fetch_one`.
-_SET_RLS_TENANT = "SELECT set_config('pieces.tenant', %(rls_tenant)s, true);\n"
+_SET_RLS_TENANT = "SET LOCAL pieces.tenant = %(rls_tenant)s;\n"
 _READ_SETUP = (
     "SET TRANSACTION ISOLATION LEVEL READ COMMITTED READ ONLY;"
     " SET LOCAL ROLE " + APP_ROLE + ";"
@@ -182,14 +184,13 @@ def init_app(app) -> None:
 def set_tenant(conn: Connection, tenant: uuid.UUID) -> None:
     """Switch the RLS tenant inside the current transaction (SystemAdmin reaching a GUID,
     a SystemAdmin sync batch naming several tenants)."""
-    conn.exec_driver_sql("SELECT set_config('pieces.tenant', %(tenant)s, true)",
-                         {"tenant": str(tenant)})
+    conn.exec_driver_sql("SET LOCAL pieces.tenant = %(tenant)s", {"tenant": str(tenant)})
 
 
 def set_statement_timeout(conn: Connection, milliseconds: int) -> None:
     """Give the rest of the current transaction another `statement_timeout` (a cascade over
     many rows: PIECES_CASCADE_TIMEOUT_MS)."""
-    conn.exec_driver_sql("SELECT set_config('statement_timeout', %(timeout)s, true)",
+    conn.exec_driver_sql("SET LOCAL statement_timeout = %(timeout)s",
                          {"timeout": f"{int(milliseconds)}ms"})
 
 
@@ -538,7 +539,7 @@ class StreamingRead:
 
 
 # Sent before a statement in the same message: that statement's own statement_timeout.
-_STREAM_TIMEOUT = "SELECT set_config('statement_timeout', %(stream_timeout)s, true);\n"
+_STREAM_TIMEOUT = "SET LOCAL statement_timeout = %(stream_timeout)s;\n"
 
 
 def streaming_read(tenant: uuid.UUID, *, time_limit_ms: int,

@@ -52,7 +52,7 @@ def test_each_branch_is_the_read_one_message_and_finds_its_piece(floor_scripts, 
         for branch in branches(path.read_text()):
             branch = branch.replace("\\endif\n", "")
             assert "SET TRANSACTION ISOLATION LEVEL READ COMMITTED READ ONLY \\;" in branch
-            assert f"set_config('pieces.tenant', '{tenant}', true) \\;" in branch
+            assert f"SET LOCAL pieces.tenant = '{tenant}' \\;" in branch
             with admin_conn.cursor() as cur:
                 cur.execute(branch.replace("\\;", ";"))
                 owner, missing, body = cur.fetchone()

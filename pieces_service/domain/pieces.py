@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import logging
 import uuid
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 from .. import access
@@ -146,8 +146,10 @@ def page_tag(tenant: uuid.UUID, query: ListQuery, validator,
         return None
     if newest is not None and int(newest) >= int(horizon):
         return None
+    # vars(), not dataclasses.astuple(): astuple deep-copies every field (15.8 µs against
+    # 2.0 µs a call, BENCHMARKS.md, issue 14); the parts' text is the same.
     key = "|".join(str(part) for part in (
-        _TAG_VERSION, tenant, *astuple(query), validator.rows_in_range, newest,
+        _TAG_VERSION, tenant, *vars(query).values(), validator.rows_in_range, newest,
         validator.total, planned))
     return "l" + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 

@@ -12,6 +12,8 @@ import logging
 import os
 from datetime import datetime, timezone
 
+import orjson
+
 from flask import g, has_request_context
 from gunicorn import glogging
 
@@ -54,7 +56,10 @@ class JsonFormatter(logging.Formatter):
             entry["exc_info"] = self.formatException(record.exc_info)
         elif record.stack_info:
             entry["stack_info"] = self.formatStack(record.stack_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        try:  # orjson: a third of json.dumps's cost on every request's line (issue 14)
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:  # what orjson refuses (an int beyond 64 bits, a non-str key)
+            return json.dumps(entry, default=str, ensure_ascii=False)
 
 
 def logging_config(level: str = "INFO") -> dict:

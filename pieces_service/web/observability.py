@@ -169,6 +169,20 @@ def request_id() -> str:
     return rid
 
 
+# The request metrics' series by (endpoint, method, status): `labels()` validates and locks
+# on every call; the series are few (endpoints × methods × statuses) and kept per process.
+_SERIES: dict[tuple[str, str, int], tuple] = {}
+
+
+def _request_series(endpoint: str, method: str, status: int) -> tuple:
+    series = _SERIES.get((endpoint, method, status))
+    if series is None:
+        labels = (endpoint, method, str(status))
+        series = _SERIES[(endpoint, method, status)] = (
+            HTTP_REQUESTS.labels(*labels), HTTP_REQUEST_DURATION.labels(*labels))
+    return series
+
+
 def _start_request() -> None:
     g.request_started = time.perf_counter()
     request_id()
@@ -183,9 +197,9 @@ def _finish_request(response: Response) -> Response:
     rule = request.url_rule
     endpoint = rule.endpoint if rule is not None else UNMATCHED_ENDPOINT
     method = request.method if request.method in _METHODS else "OTHER"
-    status = str(response.status_code)
-    HTTP_REQUESTS.labels(endpoint, method, status).inc()
-    HTTP_REQUEST_DURATION.labels(endpoint, method, status).observe(seconds)
+    requests, durations = _request_series(endpoint, method, response.status_code)
+    requests.inc()
+    durations.observe(seconds)
     principal = g.get("principal")
     access_log.info("request", extra={
         "method": method,

@@ -1,7 +1,9 @@
 """CPU per request inside one process: the service's Flask app driven by its test client
 (no HTTP, no gunicorn) against the bench database, for levers too small to see from outside
-(issue 14). Logging is configured as gunicorn configures it (`logs.logging_config`), so the
-request's log line is formatted and written: send stdout to /dev/null. Counts this process's
+(issue 14); with BENCH_INPROCESS_APP=reference, the bare reference app instead (the
+difference is the cost of the service's features). Logging is configured as gunicorn
+configures it (`logs.logging_config`), so the request's log line is formatted and written:
+send stdout to /dev/null. Counts this process's
 CPU only (`time.process_time`), so PostgreSQL's share is not in it; the minimum of several
 sets is printed (on stderr), the least disturbed by the machine. Timings on a shared VM
 move by a third between runs: for a lever's cost, count instructions instead, under
@@ -48,10 +50,22 @@ def targets(url, kind: str) -> list[tuple[str, dict]]:
     return [(path, {"Authorization": f"Bearer {tokens[t]}"}) for t, path in rows]
 
 
+def app_under_test(url):
+    """The service, or with BENCH_INPROCESS_APP=reference the bare reference app."""
+    if os.environ.get("BENCH_INPROCESS_APP") == "reference":
+        from .data import libpq_url
+
+        os.environ["DATABASE_URL"] = libpq_url(url)
+        os.environ["PIECES_JWT_SECRET"] = workload.JWT_SECRET
+        from .reference_app import app
+        return app
+    return create_app(workload.service_config(url))
+
+
 def main(kind: str, sets: int, requests: int) -> None:
     logging.config.dictConfig(logging_config("INFO"))
     url = database_url(os.environ["BENCH_DATABASE_URL"], "BENCH_DATABASE_URL")
-    client = create_app(workload.service_config(url)).test_client()
+    client = app_under_test(url).test_client()
     picks = targets(url, kind)
 
     def run(n: int) -> None:

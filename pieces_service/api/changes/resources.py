@@ -1,7 +1,7 @@
 """GET /api/v1/changes/{projects,components,assemblies,pieces}: the change feed."""
 from __future__ import annotations
 
-from flask import Response, request, url_for
+from flask import Response, request
 from flask.views import MethodView
 
 from ... import db
@@ -9,6 +9,7 @@ from ...auth import READ_ROLES, require_roles
 from ...catalogue import LEVELS, Level
 from ...domain import changes
 from ...web.extensions import Blueprint, ErrorSchema
+from ...web.links import next_link
 from .. import examples
 from .schemas import CHANGE_PAGES, ChangesArgs
 
@@ -38,7 +39,7 @@ def _register(level: Level) -> None:
             response = Response(body, status=200, mimetype=JSON)
             args = request.args.to_dict()
             args["since"] = page.next_token
-            response.headers["Link"] = f'<{url_for(f"changes.{endpoint}", **args)}>; rel="next"'
+            response.headers["Link"] = next_link(args)
             return response
 
     ChangesView.get.__doc__ = (

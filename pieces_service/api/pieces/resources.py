@@ -6,7 +6,7 @@ import io
 import json
 import uuid
 
-from flask import Response, request, url_for
+from flask import Response, request
 from flask.views import MethodView
 
 from ... import db
@@ -15,6 +15,7 @@ from ...catalogue import DETAIL_FIELDS
 from ...domain import export, pieces
 from ...errors import NotAcceptable
 from ...web import conditional, observability, prefer
+from ...web.links import next_link
 from ...web.extensions import Blueprint, ErrorSchema
 from .. import examples
 from .schemas import (PieceDetail, PieceDetailArgs, PieceExportArgs, PieceListArgs,
@@ -94,7 +95,7 @@ def _page_response(page: pieces.Page, count_mode: str | None) -> Response:
         args = request.args.to_dict()
         args.pop("offset", None)
         args["cursor"] = page.next_cursor
-        response.headers["Link"] = f'<{url_for("pieces.PieceList", **args)}>; rel="next"'
+        response.headers["Link"] = next_link(args)
     return response
 
 

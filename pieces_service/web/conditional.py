@@ -32,13 +32,16 @@ def make_conditional(response: Response) -> Response:
     if (request.method not in ("GET", "HEAD") or response.status_code != 200
             or response.mimetype != "application/json" or response.is_streamed):
         return response
-    tag, _ = response.get_etag()
-    if tag is None:
+    headers = response.headers
+    if "ETag" in headers:
+        tag, _ = response.get_etag()
+    else:
         tag = etag_for(response.get_data())
-        response.set_etag(tag)
-    response.headers.setdefault("Cache-Control", CACHE_CONTROL)
-    # If-None-Match uses the weak comparison (RFC 9110 13.1.2); "*" matches any tag.
-    if request.if_none_match.contains_weak(tag):
+        headers["ETag"] = f'"{tag}"'  # hex digits: nothing to escape
+    headers.setdefault("Cache-Control", CACHE_CONTROL)
+    # If-None-Match uses the weak comparison (RFC 9110 13.1.2); "*" matches any tag. Parsed
+    # only when sent: most requests carry none.
+    if "If-None-Match" in request.headers and request.if_none_match.contains_weak(tag):
         response.status_code = 304
         response.set_data(b"")
         for header in ("Content-Type", "Content-Length"):

@@ -43,6 +43,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
 from . import errors
+from .dao import load_queries
 from .web import consistency, observability
 from .config import Config
 
@@ -390,17 +391,8 @@ def _read_lease() -> _Lease:
     return _Lease(None, state["engine"])
 
 
-# A replica's replay position and lag, in one statement. Lag 0 when it is streaming and has
-# replayed all it received (an idle primary sends nothing, so the last replayed commit may be
-# old without anything missing); else the age of the last replayed commit (replay paused or
-# slow, or the stream cut: conservative). NULL position: not a standby (never used).
-_REPLICA_CHECK = (
-    "SELECT pg_last_wal_replay_lsn()::text,"
-    " CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn()"
-    "            AND EXISTS (SELECT FROM pg_stat_wal_receiver) THEN 0"
-    "      ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000,"
-    "                    'Infinity') END::float8"
-)
+# A replica's replay position and lag (dao/sql/health.sql; it reads no tenant data).
+_REPLICA_CHECK = load_queries("health.sql")["replica_position"]
 
 
 class Replica:

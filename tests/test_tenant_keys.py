@@ -152,6 +152,7 @@ OWNER_PROBE = re.compile(r"\bpieces_guid_owners\s*\(")
 # Statements that read no tenant table, with the reason.
 NO_TENANT_TABLE = {
     ("health.sql", "schema_state"): "schema_migrations: global, no tenant data",
+    ("health.sql", "replica_position"): "a standby's replay position: no table at all",
     ("keys.sql", "service_key"): "service_keys: global, read once per process",
     ("sync.sql", "savepoint_upsert"): "a savepoint, reads nothing",
     ("sync.sql", "rollback_upsert"): "a rollback to the savepoint, reads nothing",

@@ -11,7 +11,11 @@
    replayed from one connection (rows/s). And the bare reference (bench/reference_app.py:
    the same reads with none of the service's features) under the same gunicorn, right after
    the service, for the plain read scenarios (REFERENCE_SCENARIOS): "vs reference".
-4. Report: a table on stdout, bench/results/results.json, and the generated section of
+4. Reads under write load (`list_under_sync`), against the same service: list_project_100's
+   load alone, then again while one client (one wrk connection, sync_insert's Lua mode)
+   syncs 1000-piece batches, started before the reads' warm-up and stopped after their
+   measured run; list p50/p99/req/s both ways, and the writer's batches/s and pieces/s.
+5. Report: a table on stdout, bench/results/results.json, and the generated section of
    BENCHMARKS.md (between its bench:results markers; the rest of the file is kept).
 
 Environment (all optional):
@@ -200,16 +204,47 @@ def wrk_args(scenario: workload.Scenario, connections: int) -> list[str]:
     return ["resend", str(scenario.pool_file), str(slots), str(workload.SYNC_ITEMS)]
 
 
+def _wrk_command(wrk: str, port: int, script_args: list[str], seconds: int,
+                 connections: int) -> list[str]:
+    return [wrk, f"-t{min(THREADS, connections)}", f"-c{connections}", f"-d{seconds}s",
+            "--timeout", "30s", "--latency", "-s", str(LUA), f"http://127.0.0.1:{port}",
+            "--", *script_args]
+
+
 def run_wrk(wrk: str, port: int, script_args: list[str], seconds: int,
             connections: int = CONNECTIONS) -> dict:
-    command = [wrk, f"-t{min(THREADS, connections)}", f"-c{connections}", f"-d{seconds}s",
-               "--timeout", "30s", "--latency", "-s", str(LUA), f"http://127.0.0.1:{port}",
-               "--", *script_args]
+    command = _wrk_command(wrk, port, script_args, seconds, connections)
     result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 120)
-    match = re.search(r"^BENCH_JSON (.*)$", result.stdout, re.MULTILINE)
-    if result.returncode != 0 or not match:
-        raise SystemExit(f"bench: wrk failed ({result.returncode}):\n{result.stdout}\n"
-                         f"{result.stderr}")
+    return _wrk_figures(result.returncode, result.stdout, result.stderr)
+
+
+@contextmanager
+def wrk_alongside(wrk: str, port: int, script_args: list[str], connections: int = 1):
+    """wrk in the background for as long as the with block runs: started on entry, stopped
+    with SIGINT on exit (wrk then reports as at the end of its -d, over the time it ran).
+    Yields a dict that holds run_wrk's figures once the block has exited."""
+    command = _wrk_command(wrk, port, script_args, 3600, connections)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    figures: dict = {}
+    try:
+        yield figures
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = process.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            stdout, stderr = process.communicate()
+    figures.update(_wrk_figures(process.returncode, stdout, stderr))
+
+
+def _wrk_figures(returncode: int, stdout: str, stderr: str) -> dict:
+    """bench.lua's BENCH_JSON line, with the rates derived from it."""
+    match = re.search(r"^BENCH_JSON (.*)$", stdout, re.MULTILINE)
+    if returncode != 0 or not match:
+        raise SystemExit(f"bench: wrk failed ({returncode}):\n{stdout}\n{stderr}")
     figures = json.loads(match.group(1))
     seconds_run = figures["duration_us"] / 1e6
     figures["rps"] = figures["requests"] / seconds_run
@@ -354,6 +389,22 @@ def measure_http_floor(wrk: str, port: int, s: workload.Scenario, service: dict,
     return figures
 
 
+def measure_list_under_sync(wrk: str, process, port: int, reads: workload.Scenario,
+                            writer: workload.Scenario) -> dict:
+    """Reads under write load: the `reads` scenario alone (measure_service: warm-up, then
+    DURATION s at CONNECTIONS connections), then the same again while one wrk connection runs
+    the `writer` sync scenario, started before the reads' warm-up and stopped right after
+    their measured run. The writer's rates cover its whole run (warm-up and measured window:
+    the read load runs throughout)."""
+    alone = measure_service(wrk, process, port, reads, label="alone      ")
+    with wrk_alongside(wrk, port, wrk_args(writer, 1), connections=1) as sync:
+        loaded = measure_service(wrk, process, port, reads, label="with writer")
+    log(f"  writer      {sync['rps']:8.2f} batches/s  {sync['inserted_per_s']:,.0f} pieces/s"
+        f"  p50 {sync['p50_us'] / 1000:7.1f} ms  p99 {sync['p99_us'] / 1000:7.1f} ms"
+        f"  errors {sync['errors']}  over {sync['duration_us'] / 1e6:.1f} s")
+    return {"alone": alone, "with_sync": loaded, "sync": sync}
+
+
 # The reads the bare reference app serves (bench/reference_app.py): plain 200 pages and
 # details, no revalidation, no count, no feed.
 REFERENCE_SCENARIOS = ("list_project_100", "list_project_1000", "list_assembly", "detail",
@@ -403,9 +454,9 @@ def main() -> None:
         cur.execute("SELECT version()")
         server_version = cur.fetchone()[0].split(" on ")[0]
     log("bench: drawing targets …")
-    scenarios = workload.build(url, RESULTS / "targets")
-    if ONLY:
-        scenarios = [s for s in scenarios if s.name in ONLY]
+    built = {s.name: s for s in workload.build(url, RESULTS / "targets")}
+    # list_under_sync reuses list_project_100 and sync_insert, whether or not they run alone.
+    scenarios = [s for s in built.values() if not ONLY or s.name in ONLY]
     env = {"DATABASE_URL": libpq, "PIECES_JWT_SECRET": workload.JWT_SECRET}
     results: dict[str, dict] = {s.name: {"title": s.title, "note": s.note, "kind": s.kind}
                                 for s in scenarios}
@@ -433,6 +484,16 @@ def main() -> None:
                 results["changes_page_through"] = {
                     "title": "Change feed: page through a tenant's changes", "note": "",
                     "kind": "feed", **feed.measure(url, service_port, log)}
+            if not ONLY or "list_under_sync" in ONLY:
+                reads, writer = built["list_project_100"], built["sync_insert"]
+                log(f"bench: list_under_sync — {reads.name} alone, then with one client "
+                    f"syncing {workload.SYNC_ITEMS}-piece batches")
+                results["list_under_sync"] = {
+                    "title": f"{reads.title}, under write load", "kind": "mixed",
+                    "note": f"{reads.name} at {CONNECTIONS} connections; the writer: "
+                            f"{writer.name} from one connection",
+                    **measure_list_under_sync(wrk, service_process, service_port, reads,
+                                              writer)}
         # The sync target is per worker: the same batches against a single-worker gunicorn,
         # from 2 connections (one request in hand, the next queued, as a busy worker has).
         if "sync_insert" in results:
@@ -564,6 +625,31 @@ def _revalidation_lines(r: dict) -> list[str]:
             "|---|---:|---:|---:|---:|---:|", *lines]
 
 
+def _under_sync_lines(entry: dict | None) -> list[str]:
+    """list_under_sync: the same list load alone and with one client syncing."""
+    if not entry:
+        return []
+    alone, loaded, sync = entry["alone"], entry["with_sync"], entry["sync"]
+
+    def row(label, f, batches="–", pieces="–"):
+        return (f"| {label} | {f['rps']:.1f} | {f['p50_us'] / 1000:.1f} | "
+                f"{f['p99_us'] / 1000:.1f} | {batches} | {pieces} |")
+
+    lines = ["", f"Reads under write load (`list_under_sync`): the list limit=100 load, alone "
+                 f"and then while one client (one connection) syncs {workload.SYNC_ITEMS}"
+                 "-piece batches, back to back against the same service:", "",
+             "| list limit=100 | req/s | p50 ms | p99 ms | sync batches/s | sync pieces/s |",
+             "|---|---:|---:|---:|---:|---:|",
+             row("alone", alone),
+             row(f"with one client syncing {workload.SYNC_ITEMS}-piece batches", loaded,
+                 f"{sync['rps']:.2f}", f"{sync['inserted_per_s']:,.0f}")]
+    errors = {k: f["errors"] for k, f in (("alone", alone), ("with writer", loaded),
+                                          ("writer", sync)) if f["errors"]}
+    if errors:
+        lines += ["", f"Errors (non-2xx, timeouts, socket): {errors}"]
+    return lines
+
+
 def render(run: dict) -> str:
     r = run["scenarios"]
     s = run["settings"]
@@ -631,6 +717,7 @@ def render(run: dict) -> str:
     if "export" in r:
         lines += export.report_lines(r["export"])
     lines += _revalidation_lines(r)
+    lines += _under_sync_lines(r.get("list_under_sync"))
     if "changes_page_through" in r:
         lines += feed.report_lines(r["changes_page_through"])
     lines += ["", "| target | measured | goal | met? |", "|---|---:|---:|---|"]

@@ -63,6 +63,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in _TRUE + _FALSE:
+        raise ConfigError(f"{name} must be on or off, got {env[name]!r}")
+    return raw in _TRUE
+
+
 def _log_level(env: Mapping[str, str]) -> str:
     raw = env.get("PIECES_LOG_LEVEL", "").strip().upper() or "INFO"
     if raw not in LOG_LEVELS:
@@ -129,6 +142,9 @@ class Config:
     db_max_overflow: int = 4
     db_pool_timeout_seconds: int = 5
     db_connect_timeout_seconds: int = 3
+    # The one-message reads as server-side prepared statements (README, "Prepared
+    # statements"); off behind a pooler in transaction mode (PgBouncer).
+    db_prepared_statements: bool = True
     statement_timeout_ms: int = 5000
     cascade_timeout_ms: int = 25000
     idle_in_transaction_timeout_ms: int = 10000
@@ -161,6 +177,7 @@ class Config:
             db_max_overflow=_int(env, "PIECES_DB_MAX_OVERFLOW", 4, 0, 100),
             db_pool_timeout_seconds=_int(env, "PIECES_DB_POOL_TIMEOUT_SECONDS", 5, 1, 120),
             db_connect_timeout_seconds=_int(env, "PIECES_DB_CONNECT_TIMEOUT_SECONDS", 3, 1, 60),
+            db_prepared_statements=_bool(env, "PIECES_DB_PREPARED_STATEMENTS", True),
             statement_timeout_ms=_int(env, "PIECES_STATEMENT_TIMEOUT_MS", 5000, 100, 600000),
             cascade_timeout_ms=_int(env, "PIECES_CASCADE_TIMEOUT_MS", 25000, 100, 600000),
             idle_in_transaction_timeout_ms=_int(

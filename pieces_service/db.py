@@ -35,6 +35,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extras
 from flask import current_app
 from sqlalchemy import create_engine
@@ -43,7 +44,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DBAPIError
 
 from . import errors
-from .dao import load_queries
+from .dao import PreparedRead, load_queries
 from .web import consistency, observability
 from .config import Config
 
@@ -102,6 +103,7 @@ def _state() -> dict:
                 state["engine"] = engine
                 state["replicas"] = replicas
                 state["turn"] = itertools.count()
+                state["prepare"] = config.db_prepared_statements
                 state["pid"] = os.getpid()
     return state
 
@@ -244,6 +246,13 @@ class OneMessageReads:
     `SET LOCAL`s (role, tenant, timeout) hold for the statement and end with it, and a
     failure anywhere rolls all of it back. psycopg2 returns the last statement's rows.
     Works unchanged behind PgBouncer (one transaction).
+
+    A `dao.PreparedRead` is sent as `EXECUTE` of a statement prepared once per connection
+    (`PIECES_DB_PREPARED_STATEMENTS`): PostgreSQL then skips parsing, analysing and rewriting
+    it (row-level security's policies are added by the rewrite), and planning it when its
+    plan may be generic. Where a pooler hands the message to a server session that never
+    prepared it, the read is sent again as plain text and this process prepares nothing
+    more (`_prepared_off`).
     """
 
     __slots__ = ("_lease", "_setup")
@@ -252,21 +261,55 @@ class OneMessageReads:
         self._lease = lease
         self._setup = setup
 
-    def fetch_one(self, tenant: uuid.UUID, statement: str, params: dict) -> tuple:
+    def fetch_one(self, tenant: uuid.UUID, statement: str | PreparedRead,
+                  params: dict) -> tuple:
         """The one row of the read-only `statement`, run as `pieces_app` scoped to `tenant`
         (again on the primary when its replica fails: a one-message read is a transaction
         of its own, so nothing else needs repeating)."""
-        text, args = self._setup + statement, {**params, "rls_tenant": str(tenant)}
+        args = {**params, "rls_tenant": str(tenant)}
         try:
-            self._lease.cursor.execute(text, args)
+            row = self._fetch(statement, args)
         except psycopg2.Error as exc:
             if not self._lease.replica_failed(exc):
                 raise
             self._lease.close()
             self._lease = _Lease(None, get_engine())
-            self._lease.cursor.execute(text, args)
+            row = self._fetch(statement, args)
         observability.DB_READS.labels(self._lease.node).inc()
-        return self._lease.cursor.fetchone()
+        return row
+
+    def _fetch(self, statement: str | PreparedRead, args: dict) -> tuple:
+        cursor = self._lease.cursor
+        if isinstance(statement, PreparedRead):
+            if self._lease.prepared(statement):
+                try:
+                    cursor.execute(self._setup + (_CUSTOM_PLAN, "")[statement.generic_plan]
+                                   + statement.execute, args)
+                    return cursor.fetchone()
+                except psycopg2.errors.InvalidSqlStatementName:
+                    _prepared_off()  # the message met a session that lacks it: a pooler
+            statement = statement.text
+        cursor.execute(self._setup + statement, args)
+        return cursor.fetchone()
+
+
+# Before the EXECUTE of a statement whose plan depends on its values (`PreparedRead`).
+_CUSTOM_PLAN = "SET LOCAL plan_cache_mode = force_custom_plan;\n"
+# A statement is prepared as the role it runs as, so that its first EXECUTE need not
+# rewrite it again for that role's row-level security.
+_PREPARE_AS_APP = "SET LOCAL ROLE " + APP_ROLE + ";\n"
+_PREPARED = "pieces_prepared"  # the names prepared on a connection (its pool `info`)
+
+
+def _prepared_off() -> None:
+    """Prepare nothing more in this process: a read found its prepared statement missing,
+    so a pooler in transaction mode (PgBouncer) stands between us and the sessions."""
+    state = _state()
+    if state["prepare"]:
+        state["prepare"] = False
+        log.warning("prepared statements are off in this process: a prepared statement was "
+                    "missing on the server (a pooler in transaction mode? set "
+                    "PIECES_DB_PREPARED_STATEMENTS=off)")
 
 
 class TransactionReads:
@@ -280,9 +323,12 @@ class TransactionReads:
     def __init__(self, conn: Connection):
         self._conn = conn
 
-    def fetch_one(self, tenant: uuid.UUID, statement: str, params: dict) -> tuple:
+    def fetch_one(self, tenant: uuid.UUID, statement: str | PreparedRead,
+                  params: dict) -> tuple:
         """The one row of `statement`, run in the transaction with `tenant` as its RLS tenant
-        (from then on)."""
+        (from then on); as plain text, since a write runs it once."""
+        if isinstance(statement, PreparedRead):
+            statement = statement.text
         return self._conn.exec_driver_sql(_SET_RLS_TENANT + statement,
                                           {**params, "rls_tenant": str(tenant)}).first()
 
@@ -352,6 +398,21 @@ class _Lease:
 
     def classified(self, exc: psycopg2.Error) -> errors.ServiceError:
         return _classified_raw(self.engine, self.pooled, exc)
+
+    def prepared(self, statement: PreparedRead) -> bool:
+        """Whether `statement` is prepared on this connection, preparing it first (its own
+        round trip, once per connection); False when this process prepares nothing."""
+        if not _state()["prepare"]:
+            return False
+        names = self.pooled.info.setdefault(_PREPARED, set())
+        if statement.name in names:
+            return True
+        try:
+            self.cursor.execute(_PREPARE_AS_APP + statement.prepare)
+        except psycopg2.errors.DuplicatePreparedStatement:
+            pass  # the same name is the same text: a pooler's session had it already
+        names.add(statement.name)
+        return True
 
     def replica_failed(self, exc: psycopg2.Error) -> bool:
         """Whether `exc` lost this replica's connection, for the primary to take over (the

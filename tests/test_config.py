@@ -48,12 +48,22 @@ def test_good_environment():
     ({"PIECES_REPLICA_MAX_LAG_MS": "-1"}, "PIECES_REPLICA_MAX_LAG_MS"),
     ({"PIECES_REPLICA_CHECK_MS": "1"}, "PIECES_REPLICA_CHECK_MS"),
     ({"PIECES_REPLICA_RETRY_MS": "soon"}, "PIECES_REPLICA_RETRY_MS"),
+    ({"PIECES_DB_PREPARED_STATEMENTS": "sometimes"}, "PIECES_DB_PREPARED_STATEMENTS"),
 ])
 def test_bad_variable_is_named(changes, variable):
     env = {**GOOD, **changes}
     env = {key: val for key, val in env.items() if val is not None}
     with pytest.raises(ConfigError, match=variable):
         Config.from_env(env)
+
+
+@pytest.mark.parametrize("value, prepared", [
+    (None, True), ("", True), ("on", True), ("1", True), ("TRUE", True), ("yes", True),
+    ("off", False), ("0", False), ("false", False), (" No ", False),
+])
+def test_prepared_statements_are_on_unless_turned_off(value, prepared):
+    env = GOOD if value is None else {**GOOD, "PIECES_DB_PREPARED_STATEMENTS": value}
+    assert Config.from_env(env).db_prepared_statements is prepared
 
 
 def test_export_time_limit_defaults_to_five_minutes_and_takes_its_range():

@@ -11,7 +11,9 @@ in the repository as it is sent.
 """
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -65,3 +67,38 @@ def narrowed(statement: str, fields: tuple[str, ...], chosen: tuple[str, ...] | 
         else:
             out.append(line)
     return "\n".join(out)
+
+
+_PARAMETER = re.compile(r"%\((\w+)\)s")
+
+
+@dataclass(frozen=True)
+class PreparedRead:
+    """A read statement that `db.OneMessageReads` runs as a server-side prepared statement
+    (parsed, analysed and rewritten once per connection; `generic_plan`: planned once too),
+    or as plain `text` where prepared statements are off. Build it with `prepared_read`."""
+
+    text: str                   # the statement with psycopg2's %(name)s parameters
+    name: str                   # its prepared name: the text's hash, so one name, one text
+    prepare: str                # PREPARE <name> AS <the text with $1, $2, … parameters>
+    execute: str                # EXECUTE <name>(%(first)s, %(second)s, …)
+    generic_plan: bool          # False: planned again for each execution's values
+
+
+@lru_cache(maxsize=64)
+def prepared_read(text: str, *, generic_plan: bool) -> PreparedRead:
+    """`text` as a `PreparedRead`. `generic_plan` only for a statement whose best plan does
+    not depend on its values (a lookup by key): the list's statements fold their absent
+    filters away only when the values are known, so they are planned for each execution."""
+    names: list[str] = []
+
+    def positional(match: re.Match) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    body = _PARAMETER.sub(positional, text).replace("%%", "%")
+    name = "pieces_" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    arguments = ", ".join(f"%({parameter})s" for parameter in names)
+    return PreparedRead(text, name, f"PREPARE {name} AS\n{body}",
+                        f"EXECUTE {name}({arguments})", generic_plan)

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from ..catalogue import DETAIL_FIELDS, LIST_FIELDS
-from . import load_queries, narrowed
+from . import PreparedRead, load_queries, narrowed, prepared_read
 
 _Q = load_queries("pieces.sql")
 # From this offset on, skipping rows in an index-only scan beats reading them (BENCHMARKS.md).
@@ -17,6 +17,20 @@ MAX_BIGINT = 2**63 - 1
 def list_statement(offset: int) -> str:
     """The list statement used for a page at `offset` (the benchmark replays it too)."""
     return _Q["list_pieces_deep"] if offset >= DEEP_OFFSET else _Q["list_pieces"]
+
+
+def _read(statement: str, representation: tuple[str, ...], fields: tuple[str, ...] | None,
+          *, generic_plan: bool = False) -> str | PreparedRead:
+    """What a read sends: the statement of the whole representation as a prepared read; one
+    narrowed to a request's `fields=` as plain text (so that a connection never holds more
+    than the few prepared statements below)."""
+    if fields is not None:
+        return narrowed(statement, representation, fields)
+    return prepared_read(statement, generic_plan=generic_plan)
+
+
+# The list's validator: planned for each execution's filters, like the list itself.
+_LIST_VALIDATOR = prepared_read(_Q["list_validator"], generic_plan=False)
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,7 @@ def list_pieces(
     against the same tenant, and with `count_exact` the total the filters match, from the
     same snapshot. Each item holds `fields` (a subset of the list's, in its order; None: all
     of them), and only those columns are read. `reads`: a `db.OneMessageReads`."""
-    statement = narrowed(list_statement(offset), LIST_FIELDS, fields)
+    statement = _read(list_statement(offset), LIST_FIELDS, fields)
     row = reads.fetch_one(tenant, statement, list_parameters(
         tenant=tenant, project_guid=project_guid, component_guid=component_guid,
         assembly_guid=assembly_guid, include_inactive=include_inactive, limit=limit,
@@ -98,7 +112,7 @@ def list_pieces(
 def list_validator(reads, **arguments) -> PageValidator:
     """The parent checks and the validator of the page `list_pieces` would return for the
     same (keyword) arguments, read from the list index without building the page."""
-    return PageValidator(*reads.fetch_one(arguments["tenant"], _Q["list_validator"],
+    return PageValidator(*reads.fetch_one(arguments["tenant"], _LIST_VALIDATOR,
                                           list_parameters(**{"after": None, **arguments})))
 
 
@@ -138,7 +152,7 @@ def get_piece(reads, *, tenant: uuid.UUID, guid: uuid.UUID, include_inactive: bo
     just `fields` when given (a subset of the detail's, in its order), and, when it is not
     visible, the tenant that owns that GUID, if any."""
     owner_company_guid, missing_fields, body = reads.fetch_one(
-        tenant, narrowed(_Q["get_piece"], DETAIL_FIELDS, fields),
+        tenant, _read(_Q["get_piece"], DETAIL_FIELDS, fields, generic_plan=True),
         {"tenant": tenant, "guid": guid, "include_inactive": include_inactive})
     if body is None:  # no visible row: the LEFT JOIN came back empty
         return PieceDetailRow(owner_company_guid, [], None)

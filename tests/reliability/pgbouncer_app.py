@@ -24,6 +24,8 @@ def pytest_plugin_registered(plugin, manager):
 
     def make_config(db_url, **overrides):
         overrides.setdefault("database_url", app_url)
+        # As documented for a pooler in transaction mode (README, "Prepared statements").
+        overrides.setdefault("db_prepared_statements", False)
         return original(db_url, **overrides)
 
     plugin.make_config = make_config

@@ -249,8 +249,8 @@ class OneMessageReads:
 
     A `dao.PreparedRead` is sent as `EXECUTE` of a statement prepared once per connection
     (`PIECES_DB_PREPARED_STATEMENTS`): PostgreSQL then skips parsing, analysing and rewriting
-    it (row-level security's policies are added by the rewrite), and planning it when its
-    plan may be generic. Where a pooler hands the message to a server session that never
+    it (row-level security's policies are added by the rewrite), and planning it once its
+    plan is generic. Where a pooler hands the message to a server session that never
     prepared it, the read is sent again as plain text and this process prepares nothing
     more (`_prepared_off`).
     """
@@ -283,8 +283,7 @@ class OneMessageReads:
         if isinstance(statement, PreparedRead):
             if self._lease.prepared(statement):
                 try:
-                    cursor.execute(self._setup + (_CUSTOM_PLAN, "")[statement.generic_plan]
-                                   + statement.execute, args)
+                    cursor.execute(self._setup + statement.execute, args)
                     return cursor.fetchone()
                 except psycopg2.errors.InvalidSqlStatementName:
                     _prepared_off()  # the message met a session that lacks it: a pooler
@@ -293,8 +292,6 @@ class OneMessageReads:
         return cursor.fetchone()
 
 
-# Before the EXECUTE of a statement whose plan depends on its values (`PreparedRead`).
-_CUSTOM_PLAN = "SET LOCAL plan_cache_mode = force_custom_plan;\n"
 # A statement is prepared as the role it runs as, so that its first EXECUTE need not
 # rewrite it again for that role's row-level security.
 _PREPARE_AS_APP = "SET LOCAL ROLE " + APP_ROLE + ";\n"

@@ -69,27 +69,55 @@ def narrowed(statement: str, fields: tuple[str, ...], chosen: tuple[str, ...] | 
     return "\n".join(out)
 
 
+# An optional filter of a rendered statement: `(%(name)s::type IS NULL OR <condition>)`.
+_OPTIONAL_FILTER = re.compile(r"\(%\((\w+)\)s::\w+ IS NULL\s+OR\s+")
+
+
+@lru_cache(maxsize=512)
+def specialized(statement: str, given: frozenset[str]) -> str:
+    """`statement` for one shape of request: each optional filter
+    `(%(name)s::type IS NULL OR <condition>)` becomes `(<condition>)` when `name` is in
+    `given` and `true` when it is not. The planner folds those branches by itself only when
+    the values are written into the text; a prepared statement of one shape can keep one
+    plan for all values (`prepared_read`). `given` may name parameters that are not optional
+    filters of `statement`."""
+    out, at = [], 0
+    for match in _OPTIONAL_FILTER.finditer(statement):
+        if match.start() < at:
+            raise ValueError("nested optional filters")
+        depth, end = 1, match.end()
+        while depth:  # to the parenthesis that closes the filter
+            if end == len(statement):
+                raise ValueError(f"unbalanced optional filter {match.group(1)}")
+            depth += {"(": 1, ")": -1}.get(statement[end], 0)
+            end += 1
+        condition = statement[match.end():end - 1]
+        out += [statement[at:match.start()],
+                f"({condition})" if match.group(1) in given else "true"]
+        at = end
+    return "".join(out) + statement[at:]
+
+
 _PARAMETER = re.compile(r"%\((\w+)\)s")
 
 
 @dataclass(frozen=True)
 class PreparedRead:
     """A read statement that `db.OneMessageReads` runs as a server-side prepared statement
-    (parsed, analysed and rewritten once per connection; `generic_plan`: planned once too),
-    or as plain `text` where prepared statements are off. Build it with `prepared_read`."""
+    (parsed, analysed and rewritten once per connection, and planned once when PostgreSQL
+    finds a generic plan as good as its first five custom ones), or as plain `text` where
+    prepared statements are off. Build it with `prepared_read`."""
 
     text: str                   # the statement with psycopg2's %(name)s parameters
     name: str                   # its prepared name: the text's hash, so one name, one text
     prepare: str                # PREPARE <name> AS <the text with $1, $2, … parameters>
     execute: str                # EXECUTE <name>(%(first)s, %(second)s, …)
-    generic_plan: bool          # False: planned again for each execution's values
 
 
-@lru_cache(maxsize=64)
-def prepared_read(text: str, *, generic_plan: bool) -> PreparedRead:
-    """`text` as a `PreparedRead`. `generic_plan` only for a statement whose best plan does
-    not depend on its values (a lookup by key): the list's statements fold their absent
-    filters away only when the values are known, so they are planned for each execution."""
+@lru_cache(maxsize=256)
+def prepared_read(text: str) -> PreparedRead:
+    """`text` as a `PreparedRead`: a statement whose plan may serve all its values (a lookup
+    by key, or one shape of the list: `specialized`)."""
     names: list[str] = []
 
     def positional(match: re.Match) -> str:
@@ -101,4 +129,4 @@ def prepared_read(text: str, *, generic_plan: bool) -> PreparedRead:
     name = "pieces_" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
     arguments = ", ".join(f"%({parameter})s" for parameter in names)
     return PreparedRead(text, name, f"PREPARE {name} AS\n{body}",
-                        f"EXECUTE {name}({arguments})", generic_plan)
+                        f"EXECUTE {name}({arguments})")

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from ..catalogue import DETAIL_FIELDS, LIST_FIELDS
-from . import PreparedRead, load_queries, narrowed, prepared_read
+from . import PreparedRead, load_queries, narrowed, prepared_read, specialized
 
 _Q = load_queries("pieces.sql")
 # From this offset on, skipping rows in an index-only scan beats reading them (BENCHMARKS.md).
@@ -19,18 +19,20 @@ def list_statement(offset: int) -> str:
     return _Q["list_pieces_deep"] if offset >= DEEP_OFFSET else _Q["list_pieces"]
 
 
-def _read(statement: str, representation: tuple[str, ...], fields: tuple[str, ...] | None,
-          *, generic_plan: bool = False) -> str | PreparedRead:
-    """What a read sends: the statement of the whole representation as a prepared read; one
-    narrowed to a request's `fields=` as plain text (so that a connection never holds more
-    than the few prepared statements below)."""
+# The list's optional filters (`dao.specialized`): a request gives some of them.
+_OPTIONAL_FILTERS = ("project_guid", "component_guid", "assembly_guid", "barcode", "piece_id",
+                     "after_us")
+
+
+def _read(statement: str, params: dict, representation: tuple[str, ...] = (),
+          fields: tuple[str, ...] | None = None) -> str | PreparedRead:
+    """What a read sends: the statement of the whole representation, specialized to the
+    filters `params` gives, as a prepared read; one narrowed to a request's `fields=` as
+    plain text (so that a connection holds only these few prepared statements)."""
     if fields is not None:
         return narrowed(statement, representation, fields)
-    return prepared_read(statement, generic_plan=generic_plan)
-
-
-# The list's validator: planned for each execution's filters, like the list itself.
-_LIST_VALIDATOR = prepared_read(_Q["list_validator"], generic_plan=False)
+    given = frozenset(name for name in _OPTIONAL_FILTERS if params.get(name) is not None)
+    return prepared_read(specialized(statement, given))
 
 
 @dataclass(frozen=True)
@@ -100,20 +102,22 @@ def list_pieces(
     against the same tenant, and with `count_exact` the total the filters match, from the
     same snapshot. Each item holds `fields` (a subset of the list's, in its order; None: all
     of them), and only those columns are read. `reads`: a `db.OneMessageReads`."""
-    statement = _read(list_statement(offset), LIST_FIELDS, fields)
-    row = reads.fetch_one(tenant, statement, list_parameters(
+    params = list_parameters(
         tenant=tenant, project_guid=project_guid, component_guid=component_guid,
         assembly_guid=assembly_guid, include_inactive=include_inactive, limit=limit,
         offset=offset, after=after, barcode=barcode, piece_id=piece_id,
-        count_exact=count_exact))
+        count_exact=count_exact)
+    row = reads.fetch_one(tenant, _read(list_statement(offset), params, LIST_FIELDS, fields),
+                          params)
     return PiecePage(*row)
 
 
 def list_validator(reads, **arguments) -> PageValidator:
     """The parent checks and the validator of the page `list_pieces` would return for the
     same (keyword) arguments, read from the list index without building the page."""
-    return PageValidator(*reads.fetch_one(arguments["tenant"], _LIST_VALIDATOR,
-                                          list_parameters(**{"after": None, **arguments})))
+    params = list_parameters(**{"after": None, **arguments})
+    return PageValidator(*reads.fetch_one(arguments["tenant"],
+                                          _read(_Q["list_validator"], params), params))
 
 
 def planned_count(reads, **arguments) -> int:
@@ -151,9 +155,9 @@ def get_piece(reads, *, tenant: uuid.UUID, guid: uuid.UUID, include_inactive: bo
     """The piece `guid` of `tenant` as PieceDetail JSON (body None when not visible), with
     just `fields` when given (a subset of the detail's, in its order), and, when it is not
     visible, the tenant that owns that GUID, if any."""
+    params = {"tenant": tenant, "guid": guid, "include_inactive": include_inactive}
     owner_company_guid, missing_fields, body = reads.fetch_one(
-        tenant, _read(_Q["get_piece"], DETAIL_FIELDS, fields, generic_plan=True),
-        {"tenant": tenant, "guid": guid, "include_inactive": include_inactive})
+        tenant, _read(_Q["get_piece"], params, DETAIL_FIELDS, fields), params)
     if body is None:  # no visible row: the LEFT JOIN came back empty
         return PieceDetailRow(owner_company_guid, [], None)
     return PieceDetailRow(owner_company_guid, list(missing_fields), body)

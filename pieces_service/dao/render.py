@@ -116,8 +116,8 @@ _VALIDATOR = """\
 
 # The total a `Prefer: count=exact` asks for (SPEC §10): every row the filters match, and how
 # many of them lie before the keyset cursor (where a cursor page starts). Without it,
-# count_exact is false: psycopg2 inlines it, the planner folds the condition to a one-time
-# filter, and nothing is counted.
+# count_exact is false: a one-time filter (folded by the planner when psycopg2 inlines it, a
+# parameter of a prepared plan), and nothing is counted.
 _COUNTED = f"""\
 counted AS (
     SELECT count(*) AS total,
@@ -208,8 +208,10 @@ def list_pieces() -> str:
     return _statement("list_pieces", """
 One page of pieces as a JSON array built by PostgreSQL, plus the parent checks the
 endpoint needs, in a single round trip. Order: created_at, guid (total and stable).
-A NULL filter parameter means "no filter"; psycopg2 inlines the values, so the planner
-folds those branches away and picks the index for the filters actually given.
+A NULL filter parameter means "no filter". Sent prepared (db.OneMessageReads), the
+statement is first specialized to the filters given (dao.specialized: each optional
+filter becomes its condition, or "true"), so one plan serves every value;
+sent as text, psycopg2 inlines the values and the planner folds those branches itself.
 after_us/after_guid: the keyset cursor (created_at in microseconds since the epoch, so
 its text never depends on a time zone or an ISO parser). last_key is the next cursor.
 For offsets below dao.pieces.DEEP_OFFSET (list_pieces_deep serves the others).

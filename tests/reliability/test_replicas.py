@@ -20,7 +20,7 @@ import pytest
 from helpers import TEST_SECRET, Caller, Seeder, make_config, make_token
 from pieces_service import create_app, db
 from pieces_service.config import database_url as parse_url
-from pieces_service.dao import pieces as pieces_dao, prepared_read
+from pieces_service.dao import pieces as pieces_dao, prepared_read, specialized
 from pieces_service.migrate import connect, migrate
 
 from .reliability_harness import PROJECT_DIR, Gunicorn, StreamingReplication, wait_until
@@ -125,9 +125,9 @@ def test_every_read_is_served_by_the_standby(replica_app, tree, urls):
     client = replica_app.test_client()
     caller = Caller(client, tree.company, "CompanyAdmin")
     # The list and the detail run as prepared statements: EXECUTE <name>(…).
-    executes = {kind: f"%EXECUTE {prepared_read(text, generic_plan=generic).name}(%"
-                for kind, text, generic in (("list", pieces_dao.list_statement(0), False),
-                                            ("detail", pieces_dao._Q["get_piece"], True))}
+    executes = {kind: f"%EXECUTE {prepared_read(specialized(text, frozenset())).name}(%"
+                for kind, text in (("list", pieces_dao.list_statement(0)),
+                                   ("detail", pieces_dao._Q["get_piece"]))}
     paths = {"/api/v1/pieces": executes["list"], f"/api/v1/pieces/{tree.pieces[0]}":
              executes["detail"], "/api/v1/pieces/export": "%FETCH%",
              "/api/v1/audit": "%FROM audit_log%", "/api/v1/changes/pieces": "%FROM pieces%"}

@@ -5,8 +5,10 @@
 -- name: list_pieces
 -- One page of pieces as a JSON array built by PostgreSQL, plus the parent checks the
 -- endpoint needs, in a single round trip. Order: created_at, guid (total and stable). A
--- NULL filter parameter means "no filter"; psycopg2 inlines the values, so the planner
--- folds those branches away and picks the index for the filters actually given.
+-- NULL filter parameter means "no filter". Sent prepared (db.OneMessageReads), the
+-- statement is first specialized to the filters given (dao.specialized: each optional
+-- filter becomes its condition, or "true"), so one plan serves every value; sent as text,
+-- psycopg2 inlines the values and the planner folds those branches itself.
 -- after_us/after_guid: the keyset cursor (created_at in microseconds since the epoch, so
 -- its text never depends on a time zone or an ISO parser). last_key is the next cursor.
 -- For offsets below dao.pieces.DEEP_OFFSET (list_pieces_deep serves the others).

@@ -577,6 +577,9 @@ def evaluate(run: dict) -> list[dict]:
         "(same, at the DB floor)": "<= 1.50x",
         "sync >= 20,000 pieces/s on one worker": ">= 20,000 /s",
         "worker RSS < 100 MB (peak over all scenarios)": "< 100 MB",
+        "detail >= 85 % of the reference (issue 14)": ">= 85 %",
+        "list limit=100 >= 95 % of the reference (issue 14)": ">= 95 %",
+        "list limit=1000 >= 95 % of the reference (issue 14)": ">= 95 %",
     }
 
     def check(target, value, goal, met_if):
@@ -607,6 +610,11 @@ def evaluate(run: dict) -> list[dict]:
     check("sync >= 20,000 pieces/s on one worker", sync, 20000, lambda v: v >= 20000)
     rss = max((e["service"]["rss_peak_mb"] for e in r.values() if "service" in e), default=None)
     check("worker RSS < 100 MB (peak over all scenarios)", rss, 100, lambda v: v < 100)
+    for name, target, goal in (
+            ("detail", "detail >= 85 % of the reference (issue 14)", 0.85),
+            ("list_project_100", "list limit=100 >= 95 % of the reference (issue 14)", 0.95),
+            ("list_project_1000", "list limit=1000 >= 95 % of the reference (issue 14)", 0.95)):
+        check(target, _ratio(r, name, "reference"), goal, lambda v, goal=goal: v >= goal)
     return checks
 
 

@@ -117,7 +117,7 @@ class PreparedRead:
 @lru_cache(maxsize=256)
 def prepared_read(text: str) -> PreparedRead:
     """`text` as a `PreparedRead`: a statement whose plan may serve all its values (a lookup
-    by key, or one shape of the list: `specialized`)."""
+    by key, or one shape of a statement with optional filters: `prepared_for`)."""
     names: list[str] = []
 
     def positional(match: re.Match) -> str:
@@ -130,3 +130,10 @@ def prepared_read(text: str) -> PreparedRead:
     arguments = ", ".join(f"%({parameter})s" for parameter in names)
     return PreparedRead(text, name, f"PREPARE {name} AS\n{body}",
                         f"EXECUTE {name}({arguments})")
+
+
+def prepared_for(statement: str, params: dict) -> PreparedRead:
+    """`statement` specialized to the optional filters `params` gives (those not None), as
+    a `PreparedRead`: one prepared statement per shape of request."""
+    given = frozenset(name for name, value in params.items() if value is not None)
+    return prepared_read(specialized(statement, given))

@@ -6,7 +6,7 @@ from typing import Literal
 
 from sqlalchemy.engine import Connection
 
-from . import load_queries
+from . import load_queries, prepared_for
 
 _Q = load_queries("audit.sql")
 
@@ -24,6 +24,5 @@ def list_entries(reads, *, tenant: uuid.UUID, entity_guid: uuid.UUID | None,
                  limit: int, offset: int) -> str:
     """A page of `tenant`'s audit rows, newest first, as JSON text (`reads`: a
     `db.OneMessageReads`, one round trip)."""
-    return reads.fetch_one(tenant, _Q["list_entries"], {
-        "tenant": tenant, "entity_guid": entity_guid, "limit": limit, "offset": offset,
-    })[0]
+    params = {"tenant": tenant, "entity_guid": entity_guid, "limit": limit, "offset": offset}
+    return reads.fetch_one(tenant, prepared_for(_Q["list_entries"], params), params)[0]

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from ..catalogue import Level
-from . import load_queries
+from . import load_queries, prepared_for
 
 _Q = load_queries("changes.sql")
 
@@ -35,6 +35,6 @@ def changes_page(reads, *, tenant: uuid.UUID, level: Level,
                  after: tuple[int, uuid.UUID] | None, limit: int) -> ChangesPage:
     """Up to `limit` of `tenant`'s `level` rows changed after the position `after`
     (change_xid, guid), or from the beginning when None. `reads`: a `db.OneMessageReads`."""
-    row = reads.fetch_one(tenant, statement(level),
-                          parameters(tenant=tenant, after=after, limit=limit))
+    params = parameters(tenant=tenant, after=after, limit=limit)
+    row = reads.fetch_one(tenant, prepared_for(statement(level), params), params)
     return ChangesPage(*row)

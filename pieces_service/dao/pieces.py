@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 
 from ..catalogue import DETAIL_FIELDS, LIST_FIELDS
-from . import PreparedRead, load_queries, narrowed, prepared_read, specialized
+from . import PreparedRead, load_queries, narrowed, prepared_for
 
 _Q = load_queries("pieces.sql")
 # From this offset on, skipping rows in an index-only scan beats reading them (BENCHMARKS.md).
@@ -19,11 +19,6 @@ def list_statement(offset: int) -> str:
     return _Q["list_pieces_deep"] if offset >= DEEP_OFFSET else _Q["list_pieces"]
 
 
-# The list's optional filters (`dao.specialized`): a request gives some of them.
-_OPTIONAL_FILTERS = ("project_guid", "component_guid", "assembly_guid", "barcode", "piece_id",
-                     "after_us")
-
-
 def _read(statement: str, params: dict, representation: tuple[str, ...] = (),
           fields: tuple[str, ...] | None = None) -> str | PreparedRead:
     """What a read sends: the statement of the whole representation, specialized to the
@@ -31,8 +26,7 @@ def _read(statement: str, params: dict, representation: tuple[str, ...] = (),
     plain text (so that a connection holds only these few prepared statements)."""
     if fields is not None:
         return narrowed(statement, representation, fields)
-    given = frozenset(name for name in _OPTIONAL_FILTERS if params.get(name) is not None)
-    return prepared_read(specialized(statement, given))
+    return prepared_for(statement, params)
 
 
 @dataclass(frozen=True)

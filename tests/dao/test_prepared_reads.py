@@ -11,7 +11,10 @@ import uuid
 import pytest
 
 from pieces_service import db
-from pieces_service.dao import narrowed, prepared_read, specialized
+from pieces_service.catalogue import PIECE
+from pieces_service.dao import audit as audit_dao
+from pieces_service.dao import changes as changes_dao
+from pieces_service.dao import narrowed, prepared_for, prepared_read, specialized
 from pieces_service.dao import pieces as pieces_dao
 
 # The prepared statements of the connection a read runs on (a view every role may read).
@@ -20,6 +23,9 @@ _PREPARED_HERE = ("SELECT coalesce(json_object_agg(name, json_build_array(generi
 LIST_STATEMENTS = {"list_pieces": pieces_dao._Q["list_pieces"],
                    "list_pieces_deep": pieces_dao._Q["list_pieces_deep"],
                    "list_validator": pieces_dao._Q["list_validator"]}
+# The optional filters of the list's statements, written out here: a request gives some.
+LIST_FILTERS = ("project_guid", "component_guid", "assembly_guid", "barcode", "piece_id",
+                "after_us")
 
 
 def _list_args(tree, **overrides):
@@ -36,9 +42,7 @@ def _detail(reads, tree, guid, tenant=None):
 def _list_read(args):
     """What `list_pieces` sends for `args`: its statement for the filters given."""
     params = pieces_dao.list_parameters(**args)
-    given = frozenset(name for name in pieces_dao._OPTIONAL_FILTERS
-                      if params[name] is not None)
-    return prepared_read(specialized(pieces_dao.list_statement(args["offset"]), given)), params
+    return prepared_for(pieces_dao.list_statement(args["offset"]), params), params
 
 
 @pytest.fixture
@@ -64,9 +68,9 @@ def test_every_optional_filter_of_the_list_statements_is_specialized(name):
     """A filter written another way would keep its `IS NULL OR` in every shape (and its plan
     would serve only one of its two cases)."""
     statement = LIST_STATEMENTS[name]
-    for filter_name in pieces_dao._OPTIONAL_FILTERS:
-        assert f"%({filter_name})s" in statement
-    for given in (frozenset(), frozenset(pieces_dao._OPTIONAL_FILTERS)):
+    for filter_name in LIST_FILTERS:
+        assert f"%({filter_name})s::" in statement
+    for given in (frozenset(), frozenset(LIST_FILTERS)):
         assert "IS NULL" not in specialized(statement, given)
 
 
@@ -124,9 +128,7 @@ def test_prepared_and_plain_reads_return_the_same_rows(app, seed, tree, other_te
                 prepared = reads.fetch_one(args["tenant"], statement, params)
             plain = pieces_dao.list_statement(args["offset"])
             assert prepared == reads.fetch_one(args["tenant"], plain, params), args
-            validator = prepared_read(specialized(pieces_dao._Q["list_validator"],
-                                                  frozenset(n for n in params if params[n]
-                                                            is not None)))
+            validator = prepared_for(pieces_dao._Q["list_validator"], params)
             for _ in range(7):
                 prepared = reads.fetch_one(args["tenant"], validator, params)
             assert prepared == reads.fetch_one(
@@ -206,3 +208,28 @@ def test_fields_narrowed_reads_are_sent_as_plain_text(app_factory, tree):
     assert plans == {}
     assert narrowed(pieces_dao._Q["get_piece"], pieces_dao.DETAIL_FIELDS, ("guid",)) \
         != pieces_dao._Q["get_piece"]
+
+
+def test_the_change_feed_and_the_audit_trail_are_prepared_per_shape(app_factory, seed, tenant):
+    """Their optional filter (the feed's position, the audit's entity) is specialized like
+    the list's; prepared and plain give the same rows."""
+    app = app_factory()
+    tree = seed.tree(tenant, 2)
+    pieces = PIECE
+    with app.app_context(), db.reads() as reads:
+        first = changes_dao.changes_page(reads, tenant=tenant, level=pieces, after=None,
+                                         limit=1)
+        xid, guid = first.last_key.split(" ")
+        feeds = [changes_dao.parameters(tenant=tenant, after=after, limit=10)
+                 for after in (None, (int(xid), uuid.UUID(guid)))]
+        audits = [{"tenant": tenant, "entity_guid": entity, "limit": 10, "offset": 0}
+                  for entity in (None, tree.pieces[0])]
+        for statement, params in [(changes_dao.statement(pieces), p) for p in feeds] + [
+                (audit_dao._Q["list_entries"], p) for p in audits]:
+            assert "IS NULL" not in prepared_for(statement, params).text
+            for _ in range(7):
+                prepared = reads.fetch_one(tenant, prepared_for(statement, params), params)
+            assert prepared == reads.fetch_one(tenant, statement, params)
+        (plans,) = reads.fetch_one(tenant, _PREPARED_HERE, {})
+    assert len(plans) == 4 and all(sum(counts) >= 7 for counts in plans.values())
+    assert first.row_count == 1

@@ -20,7 +20,9 @@ import pytest
 from helpers import TEST_SECRET, Caller, Seeder, make_config, make_token
 from pieces_service import create_app, db
 from pieces_service.config import database_url as parse_url
-from pieces_service.dao import pieces as pieces_dao, prepared_read, specialized
+from pieces_service.catalogue import PIECE
+from pieces_service.dao import audit as audit_dao, changes as changes_dao
+from pieces_service.dao import pieces as pieces_dao, prepared_for
 from pieces_service.migrate import connect, migrate
 
 from .reliability_harness import PROJECT_DIR, Gunicorn, StreamingReplication, wait_until
@@ -124,13 +126,14 @@ def _standby_ran(url, like: str) -> int:
 def test_every_read_is_served_by_the_standby(replica_app, tree, urls):
     client = replica_app.test_client()
     caller = Caller(client, tree.company, "CompanyAdmin")
-    # The list and the detail run as prepared statements: EXECUTE <name>(…).
-    executes = {kind: f"%EXECUTE {prepared_read(specialized(text, frozenset())).name}(%"
-                for kind, text in (("list", pieces_dao.list_statement(0)),
-                                   ("detail", pieces_dao._Q["get_piece"]))}
+    # The reads run as prepared statements, EXECUTE <name>(…), here of the shape with no
+    # optional filter given; the export as FETCHes.
+    executes = {kind: f"%EXECUTE {prepared_for(text, {}).name}(%" for kind, text in (
+        ("list", pieces_dao.list_statement(0)), ("detail", pieces_dao._Q["get_piece"]),
+        ("audit", audit_dao._Q["list_entries"]), ("changes", changes_dao.statement(PIECE)))}
     paths = {"/api/v1/pieces": executes["list"], f"/api/v1/pieces/{tree.pieces[0]}":
              executes["detail"], "/api/v1/pieces/export": "%FETCH%",
-             "/api/v1/audit": "%FROM audit_log%", "/api/v1/changes/pieces": "%FROM pieces%"}
+             "/api/v1/audit": executes["audit"], "/api/v1/changes/pieces": executes["changes"]}
     for path, statement in paths.items():
         before = _reads(client)
         response = caller.get(path)

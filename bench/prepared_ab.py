@@ -7,7 +7,8 @@ connection, the service's read setup included, sent three ways in alternating se
                 need when they are not specialized);
 - prepared:     as the service sends it now (`dao.prepared_read`, the list specialized to
                 its filters), PostgreSQL's own choice of plan; its generic and custom plan
-                counts are printed.
+                counts are printed, and what the backend's cached plans grew by (both
+                prepared statements, with their plans).
 
     .venv/bin/python -m bench.prepared_ab postgresql://postgres@127.0.0.1:5432/pieces_bench [sets]
 
@@ -34,6 +35,9 @@ from pieces_service.migrate import connect
 from . import workload
 
 PER_REQUEST = "SET LOCAL plan_cache_mode = force_custom_plan;\n"
+# What this backend holds in cached plans and their sources (PostgreSQL 14+).
+_PLAN_MEMORY = ("SELECT coalesce(sum(total_bytes), 0) FROM pg_backend_memory_contexts"
+                " WHERE name IN ('CachedPlan', 'CachedPlanSource', 'CachedPlanQuery')")
 
 
 def _cases(cur) -> dict[str, tuple[str, list[tuple[str, dict]]]]:
@@ -65,6 +69,8 @@ def main(url: str, sets: int) -> None:
         given = frozenset(key for key, value in targets[0][1].items() if value is not None)
         as_written, service = prepared_read(statement), prepared_read(
             specialized(statement, given))
+        cur.execute(_PLAN_MEMORY)
+        held_before = cur.fetchone()[0]
         for prepared in {as_written, service}:  # the same for a statement with no filters
             cur.execute(f"SET ROLE pieces_app; {prepared.prepare}; RESET ROLE")
         ways = {"plain": setup + statement, "per request": setup + PER_REQUEST
@@ -88,9 +94,12 @@ def main(url: str, sets: int) -> None:
         cur.execute("SELECT generic_plans, custom_plans FROM pg_prepared_statements"
                     " WHERE name = %s", (service.name,))
         generic, custom = cur.fetchone()
+        cur.execute(_PLAN_MEMORY)
+        held = cur.fetchone()[0] - held_before
         for way, values in times.items():
             print(f"{name:18} {way:12} " + " ".join(f"{v:.3f}" for v in values) + " ms")
-        print(f"{name:18} prepared: {generic} generic and {custom} custom plans")
+        print(f"{name:18} prepared: {generic} generic and {custom} custom plans; the "
+              f"backend's cached plans grew by {held / 1024:.0f} KiB")
         cur.execute("DEALLOCATE ALL")
         _explain(cur, name, statement, targets[0], setup)
     conn.close()

@@ -26,7 +26,6 @@ from ..auth import Principal
 from ..catalogue import LEVELS, Level
 from ..dao import changes as changes_dao
 from ..dao import keys as keys_dao
-from ..db import OneMessageReads
 from ..errors import IntegrityAlarm, Invalid
 
 log = logging.getLogger(__name__)
@@ -99,15 +98,17 @@ def token_key() -> bytes:
     return key
 
 
-def feed_page(reads: OneMessageReads, principal: Principal, level: Level,
-              query: ChangesQuery) -> FeedPage:
+def feed_page(principal: Principal, level: Level, query: ChangesQuery) -> FeedPage:
     """One page of the feed of `level` that `principal` may read (its tenant, or
-    `company_guid` for SystemAdmin, as in the list)."""
+    `company_guid` for SystemAdmin, as in the list). The key is read before the page's
+    connection is taken: a process's first page reads it on a connection of its own, and a
+    request never holds one pooled connection while it waits for a second."""
     tenant = access.list_tenant(principal, query.company_guid)
     key = token_key()
     after = decode_token(key, query.since, level, tenant) if query.since else None
-    page = changes_dao.changes_page(reads, tenant=tenant, level=level, after=after,
-                                    limit=query.limit)
+    with db.reads() as reads:
+        page = changes_dao.changes_page(reads, tenant=tenant, level=level, after=after,
+                                        limit=query.limit)
     if page.last_key:
         xid, guid = page.last_key.split(" ")
         after = (int(xid), uuid.UUID(guid))

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from helpers import assert_error, explain_as_app, item, ok, plan_nodes, post
+from helpers import Caller, assert_error, explain_as_app, item, ok, plan_nodes, post
 from pieces_service.catalogue import DETAIL_FIELDS, LEVELS
 from pieces_service.migrate import connect
 
@@ -338,3 +338,14 @@ def test_a_caught_up_poll_is_one_index_probe(db_url, admin_conn, integration, tr
     assert "company_guid" in cond and "change_xid" in cond and "pg_snapshot_xmin" in cond
     assert "Filter" not in index_scans[0]
     assert index_scans[0]["Actual Rows"] == 0
+
+
+def test_a_processs_first_page_needs_one_pooled_connection(app_factory, seed, tenant):
+    """The signing key is read (on a connection of its own, as the owner) before the page's
+    connection is taken: with a pool of one, a first page once waited for a second
+    connection until the pool timed out (503)."""
+    app = app_factory(db_pool_size=1, db_max_overflow=0, db_pool_timeout_seconds=1)
+    seed.tree(tenant, pieces_per_assembly=1)
+    response = Caller(app.test_client(), tenant, "Operator").get(FEED + "pieces")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert len(response.get_json()["changes"]) == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 from flask import Response, request
 from flask.views import MethodView
 
-from ... import db
 from ...auth import READ_ROLES, require_roles
 from ...catalogue import LEVELS, Level
 from ...domain import changes
@@ -32,8 +31,7 @@ def _register(level: Level) -> None:
         @blp.alt_response(403, schema=ErrorSchema, description="company_guid not accessible")
         @require_roles(READ_ROLES)
         def get(self, *, principal, **query):
-            with db.reads() as reads:
-                page = changes.feed_page(reads, principal, level, changes.ChangesQuery(**query))
+            page = changes.feed_page(principal, level, changes.ChangesQuery(**query))
             # The token is base64url: nothing in it needs escaping in JSON or a URL.
             body = f'{{"changes": {page.body}, "next": "{page.next_token}"}}'
             response = Response(body, status=200, mimetype=JSON)

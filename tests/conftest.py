@@ -13,6 +13,8 @@ import psycopg2.errors
 import pytest
 
 from helpers import Caller, Seeder, make_config
+from walls import (MODES, OWNER_ROLE, TENANT_PREDICATE, Wall, dao_queries,
+                   disable_row_level_security, migrate_as_owner, without_tenant_predicates)
 from pieces_service import create_app
 from pieces_service.config import database_url as parse_url
 from pieces_service.migrate import migrate
@@ -39,11 +41,12 @@ def db_url():
 
 
 def _drop_stale_test_databases(server):
-    """Drop test databases left behind by runs that no longer exist."""
+    """Drop test databases left behind by runs that no longer exist (`pieces_test_<pid>`
+    and its scratch databases `pieces_test_<pid>_<label>`)."""
     listing = server.psql("SELECT datname FROM pg_database WHERE datname LIKE 'pieces_test_%';")
     for word in listing.split():
-        if word.startswith("pieces_test_") and word[12:].isdigit():
-            pid = int(word[12:])
+        if word.startswith("pieces_test_") and word[12:].split("_")[0].isdigit():
+            pid = int(word[12:].split("_")[0])
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
@@ -149,3 +152,93 @@ def new_database(admin_conn, db_url):
 def empty_database(new_database):
     """One new, unmigrated database (see `new_database`)."""
     return new_database()
+
+
+@pytest.fixture(scope="session")
+def scratch_database(admin_conn, db_url):
+    """`scratch_database(label)` -> the URL of a new, migrated database on the test server,
+    `pieces_test_<pid>_<label>`, for tests that change its schema (dropped after the run)."""
+    made = []
+
+    def factory(label):
+        name = f"pieces_test_{os.getpid()}_{label}"
+        with admin_conn.cursor() as cur:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cur.execute(f'CREATE DATABASE "{name}"')
+        made.append(name)
+        url = db_url.set(database=name)
+        migrate(url, echo=lambda *_: None)
+        return url
+
+    yield factory
+    with admin_conn.cursor() as cur:
+        for name in made:
+            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _autocommit(url):
+    from pieces_service.migrate import connect
+
+    conn = connect(url)
+    conn.autocommit = True
+    return conn
+
+
+@pytest.fixture(scope="session")
+def predicate_only_database(scratch_database):
+    """A migrated database with row-level security turned off on every table (`predicate`
+    mode: the tenant predicates are the only wall)."""
+    url = scratch_database("predicate")
+    conn = _autocommit(url)
+    try:
+        assert disable_row_level_security(conn) == [
+            "assemblies", "audit_log", "components", "pieces", "projects"]
+    finally:
+        conn.close()
+    return url
+
+
+@pytest.fixture(scope="session")
+def owner_cluster(tmp_path_factory):
+    """A private PostgreSQL whose database `pieces` is owned, migrated (`pieces-service
+    migrate`) and served by a LOGIN CREATEROLE role that is not a superuser, as the README
+    documents for production -> (superuser URL, owner URL)."""
+    from reliability.reliability_harness import PrivatePostgres
+
+    cluster = PrivatePostgres(tmp_path_factory.mktemp("owner-cluster"))
+    try:
+        cluster.server.psql(f"CREATE ROLE {OWNER_ROLE} LOGIN CREATEROLE;"
+                            f" CREATE DATABASE pieces OWNER {OWNER_ROLE};")
+        superuser = parse_url(cluster.server.get_uri("pieces"), "owner cluster")
+        owner = superuser.set(username=OWNER_ROLE)
+        migrate_as_owner(owner.render_as_string(hide_password=False))
+        yield superuser, owner
+    finally:
+        cluster.server.cleanup()  # stops it and deletes its data directory
+
+
+@pytest.fixture(scope="module", params=MODES)
+def wall(request, db_url):
+    """One mode of tests/walls.py (`both`, `predicate`, `rls`, `owner`): the tests using it run
+    once per mode."""
+    mode = request.param
+    admin_url = app_url = db_url
+    if mode == "predicate":
+        admin_url = app_url = request.getfixturevalue("predicate_only_database")
+    elif mode == "owner":
+        admin_url, app_url = request.getfixturevalue("owner_cluster")
+    admin = _autocommit(admin_url)
+    wall = Wall(mode, admin_url, admin, app_url)
+    try:
+        if mode == "rls":
+            with without_tenant_predicates() as removed:
+                assert removed >= 50, removed
+                assert not [name for statements in dao_queries().values()
+                            for name, text in statements.items()
+                            if TENANT_PREDICATE.search(text)]
+                yield wall
+        else:
+            yield wall
+    finally:
+        wall.close()
+        admin.close()

@@ -2,7 +2,11 @@
 soft-deletions and parameters — with other tenants' GUIDs guessed into every parameter, path
 and sync item — never show another tenant's row, GUID, count or code, and never change
 another tenant's rows. SystemAdmin is the documented exception and is checked for the
-tenant it names only."""
+tenant it names only.
+
+Each property runs once per mode of tests/walls.py: both walls, the tenant predicates alone,
+row-level security alone, and both as the production owner role; each example is served
+with prepared statements or as plain text, as drawn."""
 from __future__ import annotations
 
 import json
@@ -81,13 +85,13 @@ def build_world(admin_conn, n_tenants=3, seed=1234) -> World:
 
 
 @pytest.fixture(scope="module")
-def world(admin_conn):
-    return build_world(admin_conn)
+def world(wall):
+    return build_world(wall.admin)
 
 
-@pytest.fixture(scope="module")
-def http(app):
-    return app.test_client()
+def client_for(wall, data):
+    """A test client of the mode's service, with prepared statements on or off as drawn."""
+    return wall.app(prepared=data.draw(st.booleans(), label="prepared")).test_client()
 
 
 def snapshot(admin_conn, tenants) -> dict:
@@ -275,7 +279,8 @@ def replay_with_fresh_guids(http, tenant, role, method, path, query, body, world
 
 @SETTINGS
 @given(data=st.data())
-def test_no_request_sees_or_touches_another_tenant(data, http, world, admin_conn):
+def test_no_request_sees_or_touches_another_tenant(data, wall, world):
+    http, admin_conn = client_for(wall, data), wall.admin
     tenant, role = data.draw(callers(world), label="caller")
     method, path, query, body = data.draw(requests(world), label="request")
     others = [t for t in world.tenants if t != tenant]
@@ -312,10 +317,11 @@ def test_no_request_sees_or_touches_another_tenant(data, http, world, admin_conn
 
 @SETTINGS
 @given(data=st.data())
-def test_sync_never_overwrites_or_adopts_foreign_rows(data, http, world, admin_conn):
+def test_sync_never_overwrites_or_adopts_foreign_rows(data, wall, world):
     """Sync naming other tenants' rows (their GUIDs as item guids, any foreign GUIDs as
     parents) is refused and changes nothing at all. (A foreign GUID of *another* kind is
     just an unused GUID in this kind's table, so it is not used as an item guid here.)"""
+    http, admin_conn = client_for(wall, data), wall.admin
     tenant = data.draw(st.sampled_from(world.tenants), label="tenant")
     role = data.draw(st.sampled_from(["CompanyAdmin", "Integration"]), label="role")
     kind = data.draw(st.sampled_from(TABLES), label="kind")

@@ -347,7 +347,7 @@ def test_select_sees_only_the_tenants_own_rows(raw, admin_conn, tenant_tables, t
     for table in tenant_tables:
         t = ident(table)
         # Positive control: every row of A, and only A's, with no tenant predicate at all.
-        seen = run_as(raw, a, f"SELECT company_guid, count(*) FROM {t} GROUP BY 1")
+        seen = run_as(raw, a, f"SELECT company_guid::text, count(*) FROM {t} GROUP BY 1")
         if seen.error or seen.rows != [(str(a), SEEDED[table][0])]:
             problems.append((table, "A sees", str(seen)))
         theirs = run_as(raw, a, f"SELECT count(*) FROM {t} WHERE company_guid = %s", (str(b),))

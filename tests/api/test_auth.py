@@ -266,18 +266,66 @@ def test_es256_configuration_accepts_es256_tokens(app_factory, db_url, tenant):
     assert_401(client.get(LIST, headers=bearer(make_token(tenant, "Operator"))))
 
 
-def test_verified_token_cache_honours_expiry_and_bounds():
+class CacheClock:
+    """`time` as `pieces_service.auth` sees it: the real clock until `now` is set."""
+
+    now: float | None = None
+
+    def time(self) -> float:
+        return time.time() if self.now is None else self.now
+
+
+def test_verified_token_cache_honours_expiry_and_bounds(monkeypatch):
+    """The cache serves an entry only before `exp` + leeway, which it reads from its own clock;
+    here that clock is set on either side of `exp`, so nothing depends on how fast the test
+    runs. Tokens verified in full are a minute or more from their limits in real time."""
+    from pieces_service import auth
     from pieces_service.auth import InvalidToken, VerifiedTokens
 
+    verified = []  # the tokens that went through full verification, in order
+    real_verify = auth._verify
+
+    def counted_verify(token, settings):
+        verified.append(token)
+        return real_verify(token, settings)
+
+    monkeypatch.setattr(auth, "_verify", counted_verify)
+    clock = CacheClock()
+    monkeypatch.setattr(auth, "time", clock)
     settings = JWTSettings(TEST_SECRET, ("HS256",))
     cache = VerifiedTokens(max_entries=2)
     company = uuid.uuid4()
-    short = make_token(company, "Operator", exp_in=1)
-    assert cache.principal(short, settings).company_guid == company
-    # Once exp has passed, the cached entry is not served: full verification refuses it.
-    time.sleep(2.1)
-    with pytest.raises(InvalidToken):
-        cache.principal(short, settings)
+    token = make_token(company, "Operator", exp_in=300)
+    exp = jwt.decode(token, options={"verify_signature": False})["exp"]
+    assert cache.principal(token, settings).company_guid == company
+    # Until exp, the cached entry is served without verifying the token again ...
+    clock.now = exp - 0.001
+    assert cache.principal(token, settings).company_guid == company
+    assert verified.count(token) == 1
+    # ... from exp on it is not: the token goes through full verification again.
+    clock.now = exp
+    assert cache.principal(token, settings).company_guid == company  # (real time: still valid)
+    assert verified.count(token) == 2
+    clock.now = None
+    # And full verification refuses a token past its exp, with the 401's message.
+    expired = make_token(company, "Operator", exp_in=-60)
+    with pytest.raises(InvalidToken, match="^Token has expired$"):
+        cache.principal(expired, settings)
+    assert expired not in cache._entries
+    # With a leeway, a token is accepted until exp + leeway, and served until then only.
+    lenient = JWTSettings(TEST_SECRET, ("HS256",), leeway_seconds=30)
+    late = make_token(company, "Operator", sub="late", exp_in=-10)
+    late_exp = jwt.decode(late, options={"verify_signature": False})["exp"]
+    assert cache.principal(late, lenient).subject == "late"
+    clock.now = late_exp + 29.999
+    cache.principal(late, lenient)
+    assert verified.count(late) == 1
+    clock.now = late_exp + 30
+    cache.principal(late, lenient)
+    assert verified.count(late) == 2
+    clock.now = None
+    with pytest.raises(InvalidToken, match="^Token has expired$"):
+        cache.principal(expired, lenient)  # 60 s past exp is past a 30 s leeway too
     tokens = [make_token(uuid.uuid4(), "Operator", sub=f"u{i}") for i in range(3)]
     for token in tokens:
         cache.principal(token, settings)

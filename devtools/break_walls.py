@@ -65,7 +65,7 @@ MUTATIONS = (
              "get_piece's predicate becomes company_guid = %(tenant)s OR true",
              "pieces_service/dao/sql/pieces.sql",
              "    WHERE pieces.company_guid = %(tenant)s\n      AND pieces.guid = %(guid)s",
-             "    WHERE pieces.company_guid = %(tenant)s OR true\n"
+             "    WHERE (pieces.company_guid = %(tenant)s OR true)\n"
              "      AND pieces.guid = %(guid)s",
              (WALLS, PROPERTIES)),
     Mutation("audit-list-predicate-gone",

@@ -146,7 +146,9 @@ def test_a_generic_plan_keeps_the_row_level_security_wall(app, tree, other_tenan
     """The tenant of the RLS policy is read when the plan runs, not when it was made: a
     generic plan made for one tenant shows nothing to another, even when the statement's
     own predicate names the first tenant. (Generic forced here: PostgreSQL chooses by cost,
-    and on a small database it may keep the list's custom plans.)"""
+    and on a small database it may keep the list's custom plans. The EXECUTEs are sent as
+    text, after the setup of a plain read: what `OneMessageReads` sends on its prepared path
+    is shown on the server by tests/dao/test_server_side_setup.py.)"""
     detail = prepared_read(pieces_dao._Q["get_piece"])
     detail_params = {"tenant": tree.company, "guid": tree.pieces[0], "include_inactive": False}
     listing, list_params = _list_read(_list_args(tree))

@@ -228,7 +228,8 @@ def wall(request, db_url):
     elif mode == "owner":
         admin_url, app_url = request.getfixturevalue("owner_cluster")
     admin = _autocommit(admin_url)
-    wall = Wall(mode, admin_url, admin, app_url)
+    # make_config is looked up when called: a plugin (test_replicas.py's) may wrap it.
+    wall = Wall(mode, admin_url, admin, app_url, lambda *a, **k: make_config(*a, **k))
     try:
         if mode == "rls":
             with without_tenant_predicates() as removed:

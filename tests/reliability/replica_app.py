@@ -11,6 +11,10 @@ import os
 
 from pieces_service.config import database_url
 
+# The wall modes other than `both` use databases of their own, which the standby of the
+# run's database does not serve: only `both` runs here (tests/walls.py).
+os.environ["PIECES_TEST_WALL_MODES"] = "both"
+
 
 def pytest_plugin_registered(plugin, manager):
     path = str(getattr(plugin, "__file__", "") or "")

@@ -14,6 +14,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pieces-metrics-")
 
 from pieces_service import config_from_env_or_exit  # noqa: E402
+from pieces_service.web import worker as _worker  # noqa: E402
 from pieces_service.web.logs import logging_config  # noqa: E402
 
 _config = config_from_env_or_exit()
@@ -24,9 +25,14 @@ wsgi_app = "wsgi:app"
 # GUNICORN_CMD_ARGS="--bind 0.0.0.0:8000".
 bind = f"127.0.0.1:{_config.port}"
 workers = _config.web_concurrency
-worker_class = "sync"
-# A request's SQL is cut at PIECES_STATEMENT_TIMEOUT_MS; a worker silent for this long is stuck.
-# (A streaming export reports between its batches: post_worker_init below.)
+# gunicorn's gthread worker, with the queue-time stamp and the send timeout of admission
+# control (pieces_service/web/worker.py): a long or slow response holds one of a worker's
+# PIECES_THREADS threads, never the whole process. Sizing: docs/operations.md.
+worker_class = "pieces_service.web.worker.ThreadWorker"
+threads = _config.threads
+_worker.ThreadWorker.send_timeout_s = _config.send_timeout_s
+# A request's SQL is cut at PIECES_STATEMENT_TIMEOUT_MS; a worker whose main loop is silent
+# for this long is stuck (the gthread loop reports every second, whatever its threads do).
 timeout = 30
 # SIGTERM: stop accepting, finish in-flight requests for up to this long, then exit.
 graceful_timeout = 25

@@ -35,7 +35,7 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
     app.json.sort_keys = False
 
     from . import db
-    from .web import conditional, consistency, health, observability
+    from .web import admission, conditional, consistency, health, observability
     from .api import register_blueprints
     from . import auth
     from .web.extensions import Api
@@ -59,11 +59,17 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
 
     @app.before_request
     def _authenticate_api_calls():
-        path = request.path
-        if path.startswith(API_PREFIX + "/") and not path.startswith(_PUBLIC_API_PATHS):
+        if _is_api_call(request.path):
             auth.authenticate()
 
+    # After authentication: a slot per tenant (web/admission.py), before any database work.
+    admission.init_app(app, _is_api_call)
     return app
+
+
+def _is_api_call(path: str) -> bool:
+    """An API operation (token required, admitted), not the API's document or viewer."""
+    return path.startswith(API_PREFIX + "/") and not path.startswith(_PUBLIC_API_PATHS)
 
 
 def config_from_env_or_exit(env: Mapping[str, str] | None = None) -> Config:

@@ -60,6 +60,19 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int, maximum:
     return value
 
 
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not 0 < value <= 1:
+        raise ConfigError(f"{name} must be above 0 and at most 1, got {value}")
+    return value
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -138,8 +151,8 @@ class Config:
 
     database_url: URL
     jwt: JWTSettings = field(repr=False)
-    db_pool_size: int = 4
-    db_max_overflow: int = 4
+    db_pool_size: int = 10
+    db_max_overflow: int = 2
     db_pool_timeout_seconds: int = 5
     db_connect_timeout_seconds: int = 3
     # The one-message reads as server-side prepared statements (README, "Prepared
@@ -157,11 +170,35 @@ class Config:
     replica_max_lag_ms: int = 5000
     replica_check_ms: int = 1000
     replica_retry_ms: int = 5000
+    # Admission control, per worker process (web/admission.py, docs/operations.md "Sizing").
+    admission_slots: int = 8
+    tenant_share: float = 0.5
+    long_slots: int = 2
+    tenant_long_slots: int = 1
+    admission_wait_ms: int = 250
+    tenant_queue: int = 4
+    queue_timeout_ms: int = 2000
+    send_timeout_s: int = 30
     debug: bool = False
     log_level: str = "INFO"
     # Read by gunicorn.conf.py only; here so that they are validated with the rest.
     port: int = 8000
     web_concurrency: int = field(default_factory=_default_workers)
+    threads: int = 16
+
+    def __post_init__(self):
+        if self.threads < self.admission_slots + self.long_slots + 2:
+            raise ConfigError(
+                f"PIECES_THREADS ({self.threads}) must be at least PIECES_ADMISSION_SLOTS + "
+                f"PIECES_LONG_SLOTS + 2 ({self.admission_slots + self.long_slots + 2}): "
+                "every slot needs a thread, and refusals need one free")
+        if self.db_pool_size + self.db_max_overflow < self.admission_slots + self.long_slots:
+            raise ConfigError(
+                f"PIECES_DB_POOL_SIZE + PIECES_DB_MAX_OVERFLOW "
+                f"({self.db_pool_size + self.db_max_overflow}) must be at least "
+                f"PIECES_ADMISSION_SLOTS + PIECES_LONG_SLOTS "
+                f"({self.admission_slots + self.long_slots}): each admitted request holds "
+                "one connection")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -173,8 +210,8 @@ class Config:
         return cls(
             database_url=database_url(raw_url),
             jwt=jwt_settings_from_env(env),
-            db_pool_size=_int(env, "PIECES_DB_POOL_SIZE", 4, 1, 100),
-            db_max_overflow=_int(env, "PIECES_DB_MAX_OVERFLOW", 4, 0, 100),
+            db_pool_size=_int(env, "PIECES_DB_POOL_SIZE", 10, 1, 100),
+            db_max_overflow=_int(env, "PIECES_DB_MAX_OVERFLOW", 2, 0, 100),
             db_pool_timeout_seconds=_int(env, "PIECES_DB_POOL_TIMEOUT_SECONDS", 5, 1, 120),
             db_connect_timeout_seconds=_int(env, "PIECES_DB_CONNECT_TIMEOUT_SECONDS", 3, 1, 60),
             db_prepared_statements=_bool(env, "PIECES_DB_PREPARED_STATEMENTS", True),
@@ -189,6 +226,15 @@ class Config:
             replica_max_lag_ms=_int(env, "PIECES_REPLICA_MAX_LAG_MS", 5000, 0, 3600000),
             replica_check_ms=_int(env, "PIECES_REPLICA_CHECK_MS", 1000, 10, 60000),
             replica_retry_ms=_int(env, "PIECES_REPLICA_RETRY_MS", 5000, 10, 600000),
+            admission_slots=_int(env, "PIECES_ADMISSION_SLOTS", 8, 1, 1000),
+            tenant_share=_fraction(env, "PIECES_TENANT_SHARE", 0.5),
+            long_slots=_int(env, "PIECES_LONG_SLOTS", 2, 1, 1000),
+            tenant_long_slots=_int(env, "PIECES_TENANT_LONG_SLOTS", 1, 1, 1000),
+            admission_wait_ms=_int(env, "PIECES_ADMISSION_WAIT_MS", 250, 0, 60000),
+            tenant_queue=_int(env, "PIECES_TENANT_QUEUE", 4, 0, 1000),
+            queue_timeout_ms=_int(env, "PIECES_QUEUE_TIMEOUT_MS", 2000, 10, 600000),
+            send_timeout_s=_int(env, "PIECES_SEND_TIMEOUT_S", 30, 1, 3600),
+            threads=_int(env, "PIECES_THREADS", 16, 1, 1000),
             debug=env.get("PIECES_DEBUG", "").strip().lower() in ("1", "true", "yes"),
             log_level=_log_level(env),
             port=_int(env, "PORT", 8000, 1, 65535),

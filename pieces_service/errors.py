@@ -78,6 +78,20 @@ class ReplicaFailed(DatabaseUnavailable):
     primary while nothing has been sent (later, a lost database, as on the primary)."""
 
 
+class TooManyRequests(ServiceError):
+    """The caller's tenant holds its share of the service (admission control): nothing was
+    done; retry after `Retry-After`."""
+
+    RETRY_AFTER = "1"
+
+
+class Overloaded(ServiceError):
+    """The service is at capacity, or the request waited too long before it could start:
+    nothing was done; retry after `Retry-After`."""
+
+    RETRY_AFTER = "1"
+
+
 class NotAcceptable(ServiceError):
     """No representation the endpoint offers is acceptable to the caller (its `Accept`)."""
 
@@ -95,6 +109,8 @@ STATUS: dict[type[ServiceError], int] = {
     DatabaseUnavailable: 503,
     ReplicaFailed: 503,
     NotAcceptable: 406,
+    TooManyRequests: 429,
+    Overloaded: 503,
 }
 
 

@@ -14,7 +14,7 @@ from ...auth import READ_ROLES, require_roles
 from ...catalogue import DETAIL_FIELDS
 from ...domain import export, pieces
 from ...errors import NotAcceptable
-from ...web import conditional, observability, prefer
+from ...web import admission, conditional, observability, prefer
 from ...web.links import next_link
 from ...web.extensions import Blueprint, ErrorSchema
 from .. import examples
@@ -182,8 +182,8 @@ class PieceExport(MethodView):
         fmt, content_type = _export_type()
         body = export.start(principal, export.ExportQuery(**query), fmt,
                             request_id=observability.request_id())
-        return Response(body, status=200, content_type=content_type, direct_passthrough=True,
-                        headers={"Vary": "Accept"})
+        return Response(admission.hold(body), status=200, content_type=content_type,
+                        direct_passthrough=True, headers={"Vary": "Accept"})
 
 
 @blp.route("/<uuid:piece_guid>")

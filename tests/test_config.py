@@ -49,6 +49,14 @@ def test_good_environment():
     ({"PIECES_REPLICA_CHECK_MS": "1"}, "PIECES_REPLICA_CHECK_MS"),
     ({"PIECES_REPLICA_RETRY_MS": "soon"}, "PIECES_REPLICA_RETRY_MS"),
     ({"PIECES_DB_PREPARED_STATEMENTS": "sometimes"}, "PIECES_DB_PREPARED_STATEMENTS"),
+    ({"PIECES_TENANT_SHARE": "0"}, "PIECES_TENANT_SHARE"),
+    ({"PIECES_TENANT_SHARE": "1.5"}, "PIECES_TENANT_SHARE"),
+    ({"PIECES_TENANT_SHARE": "half"}, "PIECES_TENANT_SHARE"),
+    ({"PIECES_ADMISSION_SLOTS": "0"}, "PIECES_ADMISSION_SLOTS"),
+    ({"PIECES_QUEUE_TIMEOUT_MS": "5"}, "PIECES_QUEUE_TIMEOUT_MS"),
+    ({"PIECES_SEND_TIMEOUT_S": "0"}, "PIECES_SEND_TIMEOUT_S"),
+    ({"PIECES_THREADS": "8"}, "PIECES_THREADS"),  # under slots + long slots + 2 = 12
+    ({"PIECES_DB_POOL_SIZE": "4", "PIECES_DB_MAX_OVERFLOW": "4"}, "PIECES_DB_POOL_SIZE"),
 ])
 def test_bad_variable_is_named(changes, variable):
     env = {**GOOD, **changes}
@@ -126,3 +134,13 @@ def test_start_fails_with_one_line(tmp_path, command, variables, message):
     assert line.startswith("pieces_service: configuration error: ")
     assert message in line
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_admission_defaults_fit_their_threads_and_pool():
+    config = Config.from_env(GOOD)
+    assert (config.threads, config.admission_slots, config.long_slots) == (16, 8, 2)
+    assert config.threads >= config.admission_slots + config.long_slots + 2
+    assert config.db_pool_size + config.db_max_overflow >= (config.admission_slots
+                                                            + config.long_slots)
+    assert config.tenant_share == 0.5 and config.queue_timeout_ms == 2000
+    assert config.send_timeout_s == 30

@@ -4,6 +4,7 @@ kept for all values, the same rows as the plain text, the row-level security wal
 a generic plan, and a plain-text fallback when a pooler loses them."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import uuid
@@ -43,6 +44,14 @@ def _list_read(args):
     """What `list_pieces` sends for `args`: its statement for the filters given."""
     params = pieces_dao.list_parameters(**args)
     return prepared_for(pieces_dao.list_statement(args["offset"]), params), params
+
+
+def same_rows(shape, first: tuple, second: tuple) -> bool:
+    """Two reads of a list statement agree, but for `horizon`: the snapshot's xmin, which
+    any transaction of the server that ends between the two reads moves on."""
+    def without_horizon(row):
+        return dataclasses.replace(shape(*row), horizon=None)
+    return without_horizon(first) == without_horizon(second)
 
 
 @pytest.fixture
@@ -127,12 +136,13 @@ def test_prepared_and_plain_reads_return_the_same_rows(app, seed, tree, other_te
             for _ in range(7):
                 prepared = reads.fetch_one(args["tenant"], statement, params)
             plain = pieces_dao.list_statement(args["offset"])
-            assert prepared == reads.fetch_one(args["tenant"], plain, params), args
+            assert same_rows(pieces_dao.PiecePage, prepared,
+                             reads.fetch_one(args["tenant"], plain, params)), args
             validator = prepared_for(pieces_dao._Q["list_validator"], params)
             for _ in range(7):
                 prepared = reads.fetch_one(args["tenant"], validator, params)
-            assert prepared == reads.fetch_one(
-                args["tenant"], pieces_dao._Q["list_validator"], params), args
+            assert same_rows(pieces_dao.PageValidator, prepared, reads.fetch_one(
+                args["tenant"], pieces_dao._Q["list_validator"], params)), args
         for company, guid in details:
             params = {"tenant": company, "guid": guid, "include_inactive": False}
             for _ in range(7):

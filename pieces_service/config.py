@@ -186,7 +186,9 @@ class Config:
     web_concurrency: int = field(default_factory=_default_workers)
     threads: int = 16
 
-    def __post_init__(self):
+    def check_sizing(self) -> "Config":
+        """Refuse threads or a pool too small for the admission slots (docs/operations.md,
+        "Sizing"); `from_env` applies it (tests may build smaller configs on purpose)."""
         if self.threads < self.admission_slots + self.long_slots + 2:
             raise ConfigError(
                 f"PIECES_THREADS ({self.threads}) must be at least PIECES_ADMISSION_SLOTS + "
@@ -199,6 +201,7 @@ class Config:
                 f"PIECES_ADMISSION_SLOTS + PIECES_LONG_SLOTS "
                 f"({self.admission_slots + self.long_slots}): each admitted request holds "
                 "one connection")
+        return self
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Config":
@@ -239,4 +242,4 @@ class Config:
             log_level=_log_level(env),
             port=_int(env, "PORT", 8000, 1, 65535),
             web_concurrency=_int(env, "WEB_CONCURRENCY", _default_workers(), 1, 256),
-        )
+        ).check_sizing()

@@ -51,7 +51,7 @@ clean:  ## Remove the virtualenv and local state (embedded database, dev secret)
 	rm -rf $(VENV) .local
 
 # Reliability and security proofs beyond `make test` (docs/reliability.md).
-.PHONY: fuzz outage pgbouncer-test soak walls
+.PHONY: fuzz outage pgbouncer-test soak walls fairness
 
 fuzz: $(STAMP)  ## Long fuzz: schemathesis (PIECES_FUZZ_EXAMPLES per operation) and 2000 isolation examples
 	PIECES_LONG_TESTS=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/reliability/test_fuzz.py tests/reliability/test_isolation_properties.py
@@ -68,3 +68,7 @@ walls: $(STAMP)  ## Break each tenant wall in a scratch copy (one mutation at a 
 
 soak: $(STAMP)  ## Mixed load at concurrency 16 for PIECES_SOAK_SECONDS (default 180): errors, lost rows, RSS
 	PIECES_SOAK_TESTS=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/reliability/test_soak.py
+
+fairness: $(STAMP)  ## Issue 21's proofs at full size: slow/stalled exports, list and sync floods, 3x open-loop overload (wrk)
+	command -v wrk >/dev/null || ! command -v apt-get >/dev/null || (apt-get update && apt-get install -y wrk)
+	PIECES_FAIRNESS_TESTS=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/reliability/test_fairness.py

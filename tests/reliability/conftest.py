@@ -9,6 +9,7 @@ environment variable is set; each has its own make target that sets it:
 | outage    | PIECES_OUTAGE_TESTS=1    | make outage         |
 | pgbouncer | PIECES_PGBOUNCER_TESTS=1 | make pgbouncer-test |
 | soak      | PIECES_SOAK_TESTS=1      | make soak           |
+| fairness  | PIECES_FAIRNESS_TESTS=1  | make fairness       |
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ GATES = {
     "outage": "PIECES_OUTAGE_TESTS",
     "pgbouncer": "PIECES_PGBOUNCER_TESTS",
     "soak": "PIECES_SOAK_TESTS",
+    "fairness": "PIECES_FAIRNESS_TESTS",
 }
 
 

@@ -13,6 +13,12 @@ Everything talks to 127.0.0.1 only, and every loop is bounded in count and in ti
   still reads nothing).
 - `closed_loop`: N Python threads on keep-alive connections, each sending its next request
   when the last one is answered (the fallback when wrk is missing, and the short tests).
+- `Sequential`: one client in a process of its own sending GETs one after the other on a
+  keep-alive connection, every request's own latency recorded (tenant B). Not wrk: wrk
+  "corrects" its percentiles for coordinated omission (after the run it adds, for every
+  response slower than the mean interval, samples as if requests had kept arriving at
+  that interval), so one 2 s stall among 20,000 sequential 3 ms requests becomes ~700
+  samples and moves its p99; a sequential client's p99 is that of its requests.
 - `Wrk`: wrk with bench/lua/bench.lua (get and sync modes), in the background or not.
 - `open_loop`: requests sent at a fixed arrival rate (asyncio, a new connection each,
   none waiting for an earlier one), each timed from its start to its last byte.
@@ -22,12 +28,15 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import random
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -544,6 +553,83 @@ class Background:
         assert not self._thread.is_alive(), "the background load did not end"
 
 
+# ------------------------------------------------------------------------------ sequential
+
+_SEQUENTIAL = r"""
+import http.client, json, random, sys, time
+port, seconds, max_requests = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+with open(sys.argv[4]) as f:
+    targets = [line.split() for line in f.read().splitlines() if line.strip()]
+rng = random.Random(11)
+out = {"started": [], "latencies": [], "statuses": [], "errors": []}
+conn = None
+t0 = time.monotonic()
+stop_at = t0 + seconds
+while time.monotonic() < stop_at and len(out["statuses"]) + len(out["errors"]) < max_requests:
+    path, token = rng.choice(targets)
+    started = time.monotonic()
+    try:
+        if conn is None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", path, headers={"Authorization": "Bearer " + token})
+        response = conn.getresponse()
+        response.read()
+        out["latencies"].append(time.monotonic() - started)
+        out["started"].append(started)
+        out["statuses"].append(response.status)
+    except (OSError, http.client.HTTPException) as exc:
+        out["errors"].append(f"{type(exc).__name__}: {exc}")
+        conn = None
+out["seconds"] = time.monotonic() - t0
+print(json.dumps(out))
+"""
+
+
+class Sequential:
+    """Tenant B: GETs of `targets` ((path, token) pairs, one at random each time) one after
+    the other on one keep-alive connection, from a Python process of its own (so that
+    the test's other client threads never delay it), for `seconds`. `start()`, then
+    `wait()` -> `Run` (its `started` times are time.monotonic(), comparable with the
+    test's: CLOCK_MONOTONIC is system-wide)."""
+
+    def __init__(self, port: int, targets: list[tuple[str, str]], *, seconds: float,
+                 max_requests: int = 200_000):
+        self._targets = tempfile.NamedTemporaryFile("w", suffix=".targets")
+        self._targets.write("".join(f"{p} {t}\n" for p, t in targets))
+        self._targets.flush()
+        self.command = [sys.executable, "-c", _SEQUENTIAL, str(port), str(seconds),
+                        str(max_requests), self._targets.name]
+        self.seconds = seconds
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> "Sequential":
+        self.process = subprocess.Popen(self.command, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, text=True)
+        return self
+
+    def wait(self) -> Run:
+        try:
+            out, err = self.process.communicate(timeout=self.seconds + 60)
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise
+        finally:
+            self._targets.close()
+        if self.process.returncode != 0:
+            raise RuntimeError(f"the sequential client failed: {err[-2000:]}")
+        data = json.loads(out)
+        return Run(statuses=data["statuses"], latencies=data["latencies"],
+                   started=data["started"], errors=data["errors"], seconds=data["seconds"])
+
+    def run(self) -> Run:
+        return self.start().wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
 # ------------------------------------------------------------------------------ wrk
 
 def have_wrk() -> bool:
@@ -621,6 +707,8 @@ class Answer:
     gateway_header: bool = False
     error: str | None = None
     body_bytes: int = 0
+    request_id: str = ""
+    server_ms: float | None = None  # the service's own duration_ms for it (its log line)
 
 
 async def _one(port: int, request: bytes, answer: Answer, timeout: float) -> None:
@@ -664,7 +752,7 @@ async def _open_loop(port: int, requests, rate: float, count: int, timeout: floa
         if delay > 0:
             await asyncio.sleep(delay)
         raw, gateway = requests(i, due)
-        answer = Answer(scheduled=due, lag=0.0, gateway_header=gateway)
+        answer = Answer(scheduled=due, lag=0.0, gateway_header=gateway, request_id=f"ol-{i}")
         answers.append(answer)
         tasks.append(asyncio.ensure_future(_one(port, raw, answer, timeout)))
     await asyncio.gather(*tasks)
@@ -677,19 +765,70 @@ def open_loop(port: int, make_request, *, rate: float, seconds: float,
     """`rate` requests per second for `seconds` (count = rate × seconds), each on its own
     connection at its due time whether or not earlier ones were answered.
     `make_request(i) -> (path, token, extra headers)`; extra headers may carry
-    `X-Request-Start` as a gateway would (then `Answer.gateway_header`). Returns the answers
-    and the seconds over which they were actually sent."""
+    `X-Request-Start: due`, replaced by the request's due time as a gateway would stamp
+    it (then `Answer.gateway_header`). Each request carries `X-Request-ID: ol-<i>`, so
+    that the service's log line for it can be found (`server_durations`).
+
+    The requests are sent from a process of their own, niced -10 when allowed (root), so
+    that on a small machine the generator keeps its schedule and times the answers when
+    they come, rather than when a starved event loop gets to them. Returns the answers and
+    the seconds over which they were actually sent."""
     count = max(1, int(rate * seconds))
+    spec = {"port": port, "rate": rate, "count": count, "timeout": timeout,
+            "requests": [list(make_request(i)) for i in range(count)]}
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as spec_file:
+        json.dump(spec, spec_file)
+        spec_file.flush()
+        code = (f"import sys; sys.path[:0] = {sys.path!r}; "
+                f"import {__name__} as m; m._open_loop_child({spec_file.name!r})")
+        child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=seconds + timeout + 120, preexec_fn=_higher_priority)
+    if child.returncode != 0:
+        raise RuntimeError(f"the open-loop generator failed: {child.stderr[-3000:]}")
+    data = json.loads(child.stdout)
+    return [Answer(**a) for a in data["answers"]], data["sent_over"]
+
+
+def _higher_priority() -> None:
+    try:
+        os.nice(-10)
+    except OSError:
+        pass
+
+
+def _open_loop_child(spec_path: str) -> None:
+    """The generator process: runs the spec written by `open_loop`, prints the answers."""
+    with open(spec_path) as f:
+        spec = json.load(f)
     wall_offset = time.time() - time.monotonic()
 
     def requests(i, due):
-        path, token, headers = make_request(i)
+        path, token, headers = spec["requests"][i]
+        headers = {**(headers or {}), "X-Request-ID": f"ol-{i}"}
         gateway = False
-        if headers and headers.get("X-Request-Start") == "due":
-            # The gateway's stamp: when the request was due, in epoch milliseconds. The
-            # loop's clock is time.monotonic() (asyncio's default), so this converts.
+        if headers.get("X-Request-Start") == "due":
+            # The gateway's stamp: when the request was due, in epoch milliseconds (the
+            # loop's clock is time.monotonic(), asyncio's default).
             headers = {**headers, "X-Request-Start": f"t={int((due + wall_offset) * 1000)}"}
             gateway = True
         return _request_bytes(path, token, headers), gateway
 
-    return asyncio.run(_open_loop(port, requests, rate, count, timeout))
+    answers, sent_over = asyncio.run(_open_loop(spec["port"], requests, spec["rate"],
+                                                spec["count"], spec["timeout"]))
+    print(json.dumps({"answers": [vars(a) for a in answers], "sent_over": sent_over}))
+
+
+def server_durations(log_text: str, prefix: str = "ol-") -> dict[str, float]:
+    """request_id -> duration_ms from the service's request log lines (PIECES_LOG_LEVEL
+    INFO): its own time for the request, from its first before_request hook (the queue
+    check, then admission and its wait) to its response."""
+    found = {}
+    for line in log_text.splitlines():
+        if '"message":"request"' not in line or f'"request_id":"{prefix}' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        found[entry["request_id"]] = float(entry["duration_ms"])
+    return found

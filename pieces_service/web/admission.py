@@ -237,29 +237,22 @@ class Admission:
 
 class HeldStream:
     """A streamed body that holds `slot` until it ends or is closed (by the server, when the
-    client went away or stalled), counting the bytes handed to the server."""
+    client went away or stalled)."""
 
     def __init__(self, body, slot: Slot):
         self._body = body
         self._iterator = iter(body)
         self.slot = slot
-        self.sent = 0          # bytes of the chunks the server took before the current one
-        self._pending = 0
-        _local.stream = self
 
     def __iter__(self):
         return self
 
     def __next__(self) -> bytes:
-        self.sent += self._pending
-        self._pending = 0
         try:
-            chunk = next(self._iterator)
+            return next(self._iterator)
         except BaseException:
             self.close()
             raise
-        self._pending = len(chunk)
-        return chunk
 
     def close(self) -> None:
         try:
@@ -279,16 +272,15 @@ class HeldStream:
             self.slot.release()
 
 
-def stalled(send_timeout_s: int) -> None:
-    """The worker cut a client that read nothing for `send_timeout_s`: count it, and log the
-    tenant and, for a stream, the bytes the server had taken of it (web/worker.py)."""
-    stream = getattr(_local, "stream", None)
+def stalled(send_timeout_s: int, bytes_sent: int) -> None:
+    """The worker cut a client that read nothing for `send_timeout_s` after `bytes_sent`
+    bytes of its response: count it, and log it with the request's tenant
+    (web/worker.py)."""
     tenant = getattr(_local, "tenant", None)
     REFUSALS.labels("stalled_reader").inc()
     log.warning("client stopped reading: connection closed",
                 extra={"reason": "stalled_reader", "send_timeout_s": send_timeout_s,
-                       "tenant": str(tenant) if tenant else None,
-                       "bytes_sent": stream.sent if stream else None})
+                       "tenant": str(tenant) if tenant else None, "bytes_sent": bytes_sent})
 
 
 # --- the Flask side -----------------------------------------------------------------------
@@ -305,7 +297,6 @@ def init_app(app, is_api_call) -> None:
 
     @app.before_request
     def _admit():
-        _local.stream = None
         _local.tenant = None
         if not is_api_call(request.path):
             return

@@ -6,22 +6,62 @@ control (web/admission.py):
   kept-alive one when its next request arrives), so the application can tell how long a
   request waited before its work started (`PIECES_QUEUE_TIMEOUT_MS`) when no gateway sent
   `X-Request-Start`;
-- it gives every send and receive on a client's socket `PIECES_SEND_TIMEOUT_S`: a client
-  that reads nothing for that long (its socket buffer full) loses its connection. The
-  response's body is closed on the way out (an export's stream ends: its slot and its
-  database connection are free at once) and one log line names the tenant and the bytes
-  sent, instead of gunicorn's traceback.
+- a client that reads (or sends) nothing for `PIECES_SEND_TIMEOUT_S` loses its connection.
+  The timeout is of idleness, not of the whole response: each `send()` may wait that long
+  for room in the socket's buffer (socket.sendall's own timeout would bound the whole call,
+  and cut a slow but steady reader of a large chunk). The response's body is closed on the
+  way out (an export's stream ends: its slot and its database connection are free at
+  once); one log line names the tenant and the bytes sent, instead of gunicorn's traceback;
+  and the connection is reset in the request's thread, so that gunicorn's graceful close
+  (which waits up to 2 s for the client's FIN, on the worker's event loop) finds it done
+  and no other request of the worker waits behind it.
 
 `gunicorn.conf.py` selects it: `worker_class = "pieces_service.web.worker.ThreadWorker"`.
 """
 from __future__ import annotations
 
+import socket
+import struct
 import time
 
 from gunicorn.workers import gthread
 
 from ..config import Config
 from . import admission
+
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
+SEND_BUFFER_BYTES = 256 * 1024  # Linux doubles it; ample for a gateway on the same network
+
+
+class _IdleTimeoutSocket:
+    """A client socket, for the length of one request, whose `sendall` gives up only when
+    the client took nothing for the socket's timeout."""
+
+    __slots__ = ("_sock", "sent")
+
+    def __init__(self, sock: socket.socket):
+        self._sock = sock
+        self.sent = 0  # bytes of the response written so far (headers included)
+
+    def sendall(self, data) -> None:
+        view = memoryview(data).cast("B")
+        while view:
+            written = self._sock.send(view)  # waits at most the timeout for room
+            self.sent += written
+            view = view[written:]
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+def _abort(sock: socket.socket) -> None:
+    """Reset the connection now: unsent data is dropped, and the graceful close that
+    follows on the event loop returns at once (nothing left to read or wait for)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 class ThreadWorker(gthread.ThreadWorker):
@@ -33,10 +73,21 @@ class ThreadWorker(gthread.ThreadWorker):
 
     def handle_request(self, req, conn):
         admission.queued_since(getattr(conn, "pieces_queued_at", None))
+        raw = conn.sock
         # After gthread's own setblocking(True), which clears any timeout.
-        conn.sock.settimeout(self.send_timeout_s)
+        raw.settimeout(self.send_timeout_s)
+        if not getattr(conn, "pieces_send_buffer", False):
+            # A bounded send buffer: the kernel reports room once half of it has drained,
+            # so a reader that takes 200 kB/s shows progress every ~0.6 s rather than after
+            # megabytes of an autotuned buffer (and a slow reader pins less memory).
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
+            conn.pieces_send_buffer = True
+        conn.sock = sending = _IdleTimeoutSocket(raw)
         try:
             return super().handle_request(req, conn)
         except TimeoutError:
-            admission.stalled(self.send_timeout_s)
+            admission.stalled(self.send_timeout_s, sending.sent)
+            _abort(raw)
             return False  # gthread closes the connection
+        finally:
+            conn.sock = raw

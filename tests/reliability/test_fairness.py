@@ -7,9 +7,10 @@ In `make test` (small data, each well under 20 s):
   200 kB/s and exports that read nothing, while B makes detail requests.
 - `test_open_loop_overload_short`: (c) in small: a fixed arrival rate at 3× the measured
   capacity.
-- two strict xfails, each a defect found here (see their reasons): a stalled reader's cut
-  holds its worker's event loop for 2 s; a reader that never stops reading is cut when a
-  batch takes longer than PIECES_SEND_TIMEOUT_S to send.
+- two regression tests of defects found here, now fixed in web/worker.py: a stalled
+  reader's cut held its worker's event loop for 2 s (gunicorn's graceful close waiting for
+  a FIN), and a reader that never stopped reading was cut when a batch took longer than
+  PIECES_SEND_TIMEOUT_S to send (sendall's timeout covered the whole call).
 
 Behind `make fairness` (PIECES_FAIRNESS_TESTS=1; a scratch database with tenant A's
 96,000-piece project and tenant B's 10,000 pieces, the bench's piece shape):
@@ -281,8 +282,8 @@ def _slow_and_stalled_exports(server, admin_conn, database, a, b, *, readers, st
 def test_slow_and_stalled_exports_short(db_url, admin_conn, small, tmp_path):
     """(a), short: 2 exports of A that read nothing (full rows, 9 MB) and 4 read at
     200 kB/s (four fields, 0.7 MB), PIECES_SEND_TIMEOUT_S=2, while B sends details one at
-    a time. Everything of the full version but B's latency, which is printed: the cut of
-    a stalled reader holds its worker for up to 2 s (the xfail test below)."""
+    a time. Everything of the full version but B's latency ratio, which is printed (its
+    single-request bound is test_stalled_reader_cut_does_not_freeze_its_worker's)."""
     a, b = small
     server = _server(db_url, PIECES_SEND_TIMEOUT_S=2)
     try:
@@ -310,12 +311,6 @@ def test_slow_and_stalled_exports(big, big_admin, tmp_path):
     assert figures["b_ratio"] <= P99_FACTOR, figures
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gunicorn's gthread worker closes a connection its handler gave up on (web/worker.py "
-    "returns False on the send timeout) in finish_request, on the worker's main thread, "
-    "with util.close_graceful: shutdown, then up to 2 s of recv() waiting for the client to "
-    "close. A stalled client never does, so the worker accepts and dispatches nothing for "
-    "2 s (the same for any Connection: close response whose client is still reading)"))
 def test_stalled_reader_cut_does_not_freeze_its_worker(db_url, small):
     """One worker, one export of A that stops reading (cut after PIECES_SEND_TIMEOUT_S=1),
     and B's sequential details on the same worker meanwhile: no B request may wait 1 s."""
@@ -347,11 +342,6 @@ def test_stalled_reader_cut_does_not_freeze_its_worker(db_url, small):
     assert max(run.latencies) < 1.0, run.slowest(3, since=since)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "web/worker.py gives the socket PIECES_SEND_TIMEOUT_S with settimeout(), and Python's "
-    "sendall() applies a timeout to the whole call (since 3.5), not to each wait for room: "
-    "a batch (1000 full rows, ~1.5 MB) not wholly taken within the timeout cuts a client "
-    "that never stopped reading (at the default 30 s: any reader slower than ~50 kB/s)"))
 def test_a_reader_that_keeps_reading_is_not_cut(db_url, small):
     """A client that reads at 200 kB/s without a pause is not a stalled reader, whatever
     the size of a batch: full rows (~1.6 kB, a 1000-row batch ~1.5 MB) with

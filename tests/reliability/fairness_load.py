@@ -291,17 +291,19 @@ class ExportClient(threading.Thread):
     request. Requests are HTTP/1.1 keep-alive; the client closes its connection once it has
     the whole response (as curl does).
 
-    Why not `Connection: close`: gunicorn's gthread worker closes such a connection with
-    `util.close_graceful` on its main thread, which waits up to 2 s for the client to close
-    first; a slow reader still reading the last megabytes from its socket buffer would hold
-    the worker's event loop that long (see test_stalled_reader_cut_does_not_freeze_its_worker).
+    (`connection_close`: with `Connection: close`. gunicorn's gthread worker closes such a
+    connection with `util.close_graceful` on its event loop, which waits up to 2 s for the
+    client's FIN; a slow reader still draining the socket buffers holds every other request
+    of that worker that long: test_closing_slow_reader_does_not_freeze_its_worker.)
     """
 
     def __init__(self, port: int, path: str, token: str, *, rate: float | None,
                  rcvbuf: int = 64 * 1024, retry_until: float | None = None,
-                 give_up_at: float | None = None, name: str = "export"):
+                 give_up_at: float | None = None, name: str = "export",
+                 connection_close: bool = False):
         super().__init__(name=name, daemon=True)
         self.port, self.path, self.token = port, path, token
+        self.connection_close = connection_close
         self.rate, self.rcvbuf, self.retry_until = rate, rcvbuf, retry_until
         # A hard bound on any one attempt's reading (the test's deadline).
         self.give_up_at = give_up_at if give_up_at is not None else time.monotonic() + 900
@@ -334,7 +336,8 @@ class ExportClient(threading.Thread):
             attempt.client_port = sock.getsockname()[1]
             response = _Response()
             try:
-                sock.sendall(_request_bytes(self.path, self.token, close=False))
+                sock.sendall(_request_bytes(self.path, self.token,
+                                            close=self.connection_close))
                 self.sent_at = time.monotonic()
                 if self.rate is None:
                     self._read(sock, attempt, response, paced=False, until_head=True)

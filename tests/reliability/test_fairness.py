@@ -10,7 +10,10 @@ In `make test` (small data, each well under 20 s):
 - two regression tests of defects found here, now fixed in web/worker.py: a stalled
   reader's cut held its worker's event loop for 2 s (gunicorn's graceful close waiting for
   a FIN), and a reader that never stopped reading was cut when a batch took longer than
-  PIECES_SEND_TIMEOUT_S to send (sendall's timeout covered the whole call).
+  PIECES_SEND_TIMEOUT_S to send (sendall's timeout covered the whole call);
+- a strict xfail of one still open: a slow reader that asked for `Connection: close`
+  holds its worker's event loop for up to 2 s when its response ends (the same graceful
+  close, reached the ordinary way).
 
 Behind `make fairness` (PIECES_FAIRNESS_TESTS=1; a scratch database with tenant A's
 96,000-piece project and tenant B's 10,000 pieces, the bench's piece shape):
@@ -342,6 +345,44 @@ def test_stalled_reader_cut_does_not_freeze_its_worker(db_url, small):
     assert max(run.latencies) < 1.0, run.slowest(3, since=since)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "gunicorn's gthread worker closes a connection whose response said Connection: close "
+    "in finish_request, on the worker's event loop, with util.close_graceful: shutdown, "
+    "then up to 2 s of recv() waiting for the client's FIN. A client that asked for "
+    "Connection: close and reads slowly sends its FIN only once it has drained the socket "
+    "buffers (~0.6 MB at 200 kB/s: 3 s), so the worker accepts and dispatches nothing for "
+    "up to 2 s after each such response"))
+def test_closing_slow_reader_does_not_freeze_its_worker(db_url, small):
+    """One worker; an export of A (four fields, ~0.7 MB, 3.5 s at 200 kB/s, more than the
+    socket buffers hold) read at 200 kB/s by a client that sent `Connection: close` (as
+    urllib does), and B's sequential details on the same worker meanwhile: no B request
+    may wait 1 s."""
+    a, b = small
+    token_b = _tokens(b.tenant)
+    details = [(f"/api/v1/pieces/{guid}", token_b) for guid in b.sample]
+    server = Gunicorn(db_url.render_as_string(hide_password=False), TEST_SECRET, workers=1)
+    try:
+        b_load = Sequential(server.port, details, seconds=6).start()
+        time.sleep(1.0)
+        since = time.monotonic()
+        reader = ExportClient(server.port, _export_path(a), _tokens(a.tenant),
+                              rate=READ_RATE, connection_close=True,
+                              give_up_at=time.monotonic() + 20)
+        reader.start()
+        reader.join(30)
+        run = b_load.wait()
+    finally:
+        server.close()
+    attempt = reader.attempts[-1]
+    _log(f"Connection: close reader: status {attempt.status}, complete {attempt.complete}, "
+         f"{attempt.data_bytes:,} bytes in {attempt.ended - attempt.started:.1f} s; B "
+         f"{len(run.statuses)} requests, slowest (s after the export began, seconds, status) "
+         f"{run.slowest(3, since=since)}")
+    assert attempt.status == 200 and attempt.complete
+    assert run.non_200 == 0 and not run.errors
+    assert max(run.latencies) < 1.0, run.slowest(3, since=since)
+
+
 def test_a_reader_that_keeps_reading_is_not_cut(db_url, small):
     """A client that reads at 200 kB/s without a pause is not a stalled reader, whatever
     the size of a batch: full rows (~1.6 kB, a 1000-row batch ~1.5 MB) with
@@ -535,7 +576,7 @@ def test_sync_flood_keeps_b_fast(big, big_admin, tmp_path):
 
 # ------------------------------------------------------------------------------ (c)
 
-def _overload(server, a, b, *, capacity_s, overload_s, use_wrk, tmp_path):
+def _overload(server, a, b, *, capacity_s, overload_s, use_wrk, tmp_path, loose=False):
     """(c): capacity = the 200s per second of a closed loop at 16 connections (the
     instance's work slots) on limit=1000 pages of A and B; then arrivals at 3× that, each
     on its own connection at its due time, half of them stamped `X-Request-Start` (their
@@ -585,6 +626,8 @@ def _overload(server, a, b, *, capacity_s, overload_s, use_wrk, tmp_path):
     before_work_gateway = [x.lag + x.seconds - x.server_ms / 1000 for x in timed
                            if x.gateway_header]
     bound_s = QUEUE_TIMEOUT_MS / 1000 + PRE_WORK_MARGIN_S
+    if loose:  # make test: a margin, not the target (the full version asserts the target)
+        bound_s = 2 * QUEUE_TIMEOUT_MS / 1000
     figures = {
         "capacity_200_per_s": round(capacity, 1), "capacity_refused": capacity_errors,
         "capacity_work_max_s": round(work_max_s, 3), "rate": round(rate, 1),
@@ -609,8 +652,9 @@ def _overload(server, a, b, *, capacity_s, overload_s, use_wrk, tmp_path):
     assert set(statuses) <= {200, 429, 503}, figures
     missing = [x for x in answers if x.status in (429, 503) and not x.retry_after]
     assert not missing, f"{len(missing)} refusals without Retry-After"
-    assert figures["achieved_rate"] >= 0.9 * rate, (
+    assert figures["achieved_rate"] >= (2 / 3 if loose else 0.9) * rate, (
         "the generator could not send at 3× capacity", figures)
+    assert statuses.get(200) and (statuses.get(429, 0) + statuses.get(503, 0)), figures
     # Every answer has its log line, and no request waited before its work (the service's
     # own time for it, which includes its admission wait) longer than the queue limit
     # plus PRE_WORK_MARGIN_S (connect and accept, reading the request, writing the
@@ -623,11 +667,15 @@ def _overload(server, a, b, *, capacity_s, overload_s, use_wrk, tmp_path):
 
 def test_open_loop_overload_short(db_url, small, tmp_path):
     """(c), short: capacity measured for 2 s (Python, 16 connections), then 3 s of
-    arrivals at 3× it."""
+    arrivals at 3× it. make test times nothing tightly: here every answer is 200, 429 or
+    503 with Retry-After and has its log line, and no request waited before its work more
+    than twice PIECES_QUEUE_TIMEOUT_MS (unbounded before admission control); the target
+    bound (the limit + PRE_WORK_MARGIN_S) is the full version's. Figures are printed."""
     a, b = small
     server = _server(db_url, PIECES_LOG_LEVEL="INFO")
     try:
-        _overload(server, a, b, capacity_s=2, overload_s=3, use_wrk=False, tmp_path=tmp_path)
+        _overload(server, a, b, capacity_s=2, overload_s=3, use_wrk=False, tmp_path=tmp_path,
+                  loose=True)
     finally:
         server.close()
 

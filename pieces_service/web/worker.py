@@ -14,7 +14,9 @@ control (web/admission.py):
   once); one log line names the tenant and the bytes sent, instead of gunicorn's traceback;
   and the connection is reset in the request's thread, so that gunicorn's graceful close
   (which waits up to 2 s for the client's FIN, on the worker's event loop) finds it done
-  and no other request of the worker waits behind it.
+  and no other request of the worker waits behind it;
+- every other connection to be closed (a response with `Connection: close`) lingers for
+  the client's FIN in the request's thread too, for the same reason.
 
 `gunicorn.conf.py` selects it: `worker_class = "pieces_service.web.worker.ThreadWorker"`.
 """
@@ -31,6 +33,7 @@ from . import admission
 
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 SEND_BUFFER_BYTES = 256 * 1024  # Linux doubles it; ample for a gateway on the same network
+LINGER_S = 2.0  # as gunicorn's own graceful close
 
 
 class _IdleTimeoutSocket:
@@ -64,8 +67,37 @@ def _abort(sock: socket.socket) -> None:
         pass
 
 
+def _linger(sock: socket.socket, timeout_s: float = LINGER_S) -> None:
+    """The slow half of gunicorn's graceful close (util.close_graceful), done in the
+    request's thread: send FIN, then wait up to `timeout_s` for the client's, draining what
+    it still sends. Both directions are shut afterwards, so the close that gthread then
+    makes on its event loop finds nothing to wait for."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout_s
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            sock.settimeout(remaining)
+            if not sock.recv(4096):
+                break
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
 class ThreadWorker(gthread.ThreadWorker):
     send_timeout_s: int = Config.send_timeout_s
+
+    def handle(self, conn):
+        result = super().handle(conn)
+        if result is False:  # to be closed (not kept alive, not deferred to the poller)
+            _linger(conn.sock)
+        return result
 
     def enqueue_req(self, conn):
         conn.pieces_queued_at = time.time()

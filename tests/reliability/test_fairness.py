@@ -11,9 +11,9 @@ In `make test` (small data, each well under 20 s):
   reader's cut held its worker's event loop for 2 s (gunicorn's graceful close waiting for
   a FIN), and a reader that never stopped reading was cut when a batch took longer than
   PIECES_SEND_TIMEOUT_S to send (sendall's timeout covered the whole call);
-- a strict xfail of one still open: a slow reader that asked for `Connection: close`
-  holds its worker's event loop for up to 2 s when its response ends (the same graceful
-  close, reached the ordinary way).
+- a regression test of a third: a slow reader that asked for `Connection: close` held its
+  worker's event loop for up to 2 s when its response ended (the same graceful close,
+  reached the ordinary way); web/worker.py now lingers in the request's thread.
 
 Behind `make fairness` (PIECES_FAIRNESS_TESTS=1; a scratch database with tenant A's
 96,000-piece project and tenant B's 10,000 pieces, the bench's piece shape):
@@ -345,13 +345,6 @@ def test_stalled_reader_cut_does_not_freeze_its_worker(db_url, small):
     assert max(run.latencies) < 1.0, run.slowest(3, since=since)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "gunicorn's gthread worker closes a connection whose response said Connection: close "
-    "in finish_request, on the worker's event loop, with util.close_graceful: shutdown, "
-    "then up to 2 s of recv() waiting for the client's FIN. A client that asked for "
-    "Connection: close and reads slowly sends its FIN only once it has drained the socket "
-    "buffers (~0.6 MB at 200 kB/s: 3 s), so the worker accepts and dispatches nothing for "
-    "up to 2 s after each such response"))
 def test_closing_slow_reader_does_not_freeze_its_worker(db_url, small):
     """One worker; an export of A (four fields, ~0.7 MB, 3.5 s at 200 kB/s, more than the
     socket buffers hold) read at 200 kB/s by a client that sent `Connection: close` (as

@@ -68,10 +68,7 @@ def client(app):
 @pytest.fixture(scope="session")
 def admin_conn(db_url):
     """A connection as the tables' owner (bypasses nothing: it seeds and inspects)."""
-    from pieces_service.migrate import connect
-
-    conn = connect(db_url)
-    conn.autocommit = True
+    conn = _autocommit(db_url)
     yield conn
     conn.close()
 

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import pytest
 
 from helpers import Caller, Seeder, assert_error, item, ok, post
+from pieces_service import db
+from walls import visible_tenants_as_app
 
 TABLES = ("projects", "components", "assemblies", "pieces", "audit_log")
 LIST = "/api/v1/pieces"
@@ -107,8 +109,6 @@ def assert_only(rows, mine: Mirror, expected=None):
 def test_the_mode_took_its_wall_away(wall, world):
     """So that no mode passes by quietly testing both walls: without a predicate,
     pieces_app sees B's rows in the `predicate` mode, and only A's in the others."""
-    from walls import visible_tenants_as_app
-
     a, b = world
     seen = visible_tenants_as_app(wall.admin, a.company)
     if wall.mode == "predicate":
@@ -117,8 +117,6 @@ def test_the_mode_took_its_wall_away(wall, world):
         assert seen == {str(a.company)}
     if wall.mode == "owner":
         with wall.app().app_context():
-            from pieces_service import db
-
             with db.untenanted() as conn:
                 row = conn.exec_driver_sql(
                     "SELECT session_user, rolsuper, rolbypassrls, rolcreaterole FROM pg_roles"

@@ -309,6 +309,7 @@ class ExportClient(threading.Thread):
         self.give_up_at = give_up_at if give_up_at is not None else time.monotonic() + 900
         self.attempts: list[Attempt] = []
         self.sent_at: float | None = None
+        self.stopped_reading_at: float | None = None  # a stalled one: when its head arrived
         self._stalled: tuple[socket.socket, _Response] | None = None
 
     @property
@@ -342,6 +343,7 @@ class ExportClient(threading.Thread):
                 if self.rate is None:
                     self._read(sock, attempt, response, paced=False, until_head=True)
                     if response.status == 200:
+                        self.stopped_reading_at = time.monotonic()
                         self._stalled = (sock, response)  # reads nothing more
                         return
                 self._read(sock, attempt, response, paced=self.rate is not None)

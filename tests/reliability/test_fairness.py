@@ -223,7 +223,10 @@ def _slow_and_stalled_exports(server, admin_conn, database, a, b, *, readers, st
     other = [at for at in attempts if at not in complete and at not in refused]
     admitted_stalls = [i for i, c in enumerate(stalled) if c.attempts[-1].status == 200]
     assert all(stalled[i].sent_at for i in admitted_stalls)
-    cut_after = {i: cut_at[i] - stalled[i].sent_at for i in admitted_stalls if i in cut_at}
+    # From when the client stopped reading (its response head arrived), as the send timeout
+    # counts: the export's first batch is fetched before anything is sent.
+    cut_after = {i: cut_at[i] - stalled[i].stopped_reading_at for i in admitted_stalls
+                 if i in cut_at}
     figures = {
         "b_alone": b_alone, "b_during": b_during,
         "b_ratio": b_during["p99_ms"] / max(b_alone["p99_ms"], 1e-6),

@@ -6,6 +6,7 @@ variable stops the start with one line on stderr and no traceback.
 """
 import glob
 import os
+import sys
 import tempfile
 
 # Metrics must be shared by the workers, and prometheus_client picks its storage when it is
@@ -31,6 +32,7 @@ workers = _config.web_concurrency
 worker_class = "pieces_service.web.worker.ThreadWorker"
 threads = _config.threads
 _worker.ThreadWorker.send_timeout_s = _config.send_timeout_s
+SWITCH_INTERVAL_S = 0.001
 # A request's SQL is cut at PIECES_STATEMENT_TIMEOUT_MS; a worker whose main loop is silent
 # for this long is stuck (the gthread loop reports every second, whatever its threads do).
 timeout = 30
@@ -81,3 +83,8 @@ def post_worker_init(worker):
     from pieces_service.web import heartbeat
 
     heartbeat.set_notifier(worker.notify)
+    # A thread that wants the interpreter waits at most this long for a running one to give
+    # it up (CPython's default is 5 ms): a short request beside a heavy one in the same
+    # worker waits that long each time it comes back from the database
+    # (docs/reliability.md, "Sharing the service").
+    sys.setswitchinterval(SWITCH_INTERVAL_S)

@@ -173,10 +173,11 @@ class Config:
     # Admission control, per worker process (web/admission.py, docs/operations.md "Sizing").
     admission_slots: int = 8
     tenant_share: float = 0.5
+    heavy_slots: int = 1
     long_slots: int = 2
     tenant_long_slots: int = 1
-    admission_wait_ms: int = 250
-    tenant_queue: int = 4
+    admission_wait_ms: int = 500
+    tenant_queue: int = 32
     queue_timeout_ms: int = 2000
     send_timeout_s: int = 30
     debug: bool = False
@@ -184,23 +185,23 @@ class Config:
     # Read by gunicorn.conf.py only; here so that they are validated with the rest.
     port: int = 8000
     web_concurrency: int = field(default_factory=_default_workers)
-    threads: int = 16
+    threads: int = 64
 
     def check_sizing(self) -> "Config":
         """Refuse threads or a pool too small for the admission slots (docs/operations.md,
         "Sizing"); `from_env` applies it (tests may build smaller configs on purpose)."""
-        if self.threads < self.admission_slots + self.long_slots + 2:
+        slots = self.admission_slots + self.heavy_slots + self.long_slots
+        if self.threads < slots + 2:
             raise ConfigError(
                 f"PIECES_THREADS ({self.threads}) must be at least PIECES_ADMISSION_SLOTS + "
-                f"PIECES_LONG_SLOTS + 2 ({self.admission_slots + self.long_slots + 2}): "
-                "every slot needs a thread, and refusals need one free")
-        if self.db_pool_size + self.db_max_overflow < self.admission_slots + self.long_slots:
+                f"PIECES_HEAVY_SLOTS + PIECES_LONG_SLOTS + 2 ({slots + 2}): every slot "
+                "needs a thread, and refusals need one free")
+        if self.db_pool_size + self.db_max_overflow < slots:
             raise ConfigError(
                 f"PIECES_DB_POOL_SIZE + PIECES_DB_MAX_OVERFLOW "
                 f"({self.db_pool_size + self.db_max_overflow}) must be at least "
-                f"PIECES_ADMISSION_SLOTS + PIECES_LONG_SLOTS "
-                f"({self.admission_slots + self.long_slots}): each admitted request holds "
-                "one connection")
+                f"PIECES_ADMISSION_SLOTS + PIECES_HEAVY_SLOTS + PIECES_LONG_SLOTS "
+                f"({slots}): each admitted request holds one connection")
         return self
 
     @classmethod
@@ -231,13 +232,14 @@ class Config:
             replica_retry_ms=_int(env, "PIECES_REPLICA_RETRY_MS", 5000, 10, 600000),
             admission_slots=_int(env, "PIECES_ADMISSION_SLOTS", 8, 1, 1000),
             tenant_share=_fraction(env, "PIECES_TENANT_SHARE", 0.5),
+            heavy_slots=_int(env, "PIECES_HEAVY_SLOTS", 1, 1, 1000),
             long_slots=_int(env, "PIECES_LONG_SLOTS", 2, 1, 1000),
             tenant_long_slots=_int(env, "PIECES_TENANT_LONG_SLOTS", 1, 1, 1000),
-            admission_wait_ms=_int(env, "PIECES_ADMISSION_WAIT_MS", 250, 0, 60000),
-            tenant_queue=_int(env, "PIECES_TENANT_QUEUE", 4, 0, 1000),
+            admission_wait_ms=_int(env, "PIECES_ADMISSION_WAIT_MS", 500, 0, 60000),
+            tenant_queue=_int(env, "PIECES_TENANT_QUEUE", 32, 0, 1000),
             queue_timeout_ms=_int(env, "PIECES_QUEUE_TIMEOUT_MS", 2000, 10, 600000),
             send_timeout_s=_int(env, "PIECES_SEND_TIMEOUT_S", 30, 1, 3600),
-            threads=_int(env, "PIECES_THREADS", 16, 1, 1000),
+            threads=_int(env, "PIECES_THREADS", 64, 1, 1000),
             debug=env.get("PIECES_DEBUG", "").strip().lower() in ("1", "true", "yes"),
             log_level=_log_level(env),
             port=_int(env, "PORT", 8000, 1, 65535),

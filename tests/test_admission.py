@@ -15,11 +15,12 @@ import pytest
 from helpers import Caller, assert_error, make_config
 from pieces_service.errors import Overloaded, TooManyRequests
 from pieces_service.web import admission
-from pieces_service.web.admission import LONG, SHORT, Admission
+from pieces_service.web.admission import HEAVY, LONG, SHORT, Admission
 
 
 def _admission(db_url, **overrides) -> Admission:
-    fields = dict(admission_slots=4, tenant_share=0.5, long_slots=2, tenant_long_slots=1,
+    fields = dict(admission_slots=4, tenant_share=0.5, heavy_slots=2, long_slots=2,
+                  tenant_long_slots=1,
                   admission_wait_ms=0, tenant_queue=2, threads=16, db_pool_size=10,
                   db_max_overflow=2)
     fields.update(overrides)
@@ -35,7 +36,7 @@ def test_a_tenant_holds_its_share_and_borrows_only_while_more_than_one_slot_is_f
     with pytest.raises(TooManyRequests, match="share is 2 of 4"):
         gate.admit(A)  # over its share, and only one slot is free: kept for someone else
     theirs = gate.admit(B)  # admitted at once
-    assert gate.held() == {"short": 4, "long": 0, "waiting": 0, "tenants": 2}
+    assert gate.held() == {"short": 4, "heavy": 0, "long": 0, "waiting": 0, "tenants": 2}
     with pytest.raises(Overloaded):
         gate.admit(C)  # under its share, but nothing is free and no wait is allowed
     mine.pop().release()
@@ -45,7 +46,7 @@ def test_a_tenant_holds_its_share_and_borrows_only_while_more_than_one_slot_is_f
     for slot in (*mine, theirs, again):
         slot.release()
         slot.release()  # idempotent
-    assert gate.held() == {"short": 0, "long": 0, "waiting": 0, "tenants": 0}
+    assert gate.held() == {"short": 0, "heavy": 0, "long": 0, "waiting": 0, "tenants": 0}
 
 
 def test_a_lone_tenant_uses_every_slot_but_one_and_then_the_last(db_url):
@@ -116,7 +117,7 @@ def test_long_requests_have_their_own_pool(db_url):
     short = [gate.admit(C, SHORT) for _ in range(2)]  # the work slots are untouched
     for slot in (first, second, *short):
         slot.release()
-    assert gate.held() == {"short": 0, "long": 0, "waiting": 0, "tenants": 0}
+    assert gate.held() == {"short": 0, "heavy": 0, "long": 0, "waiting": 0, "tenants": 0}
 
 
 @pytest.mark.parametrize("header, waited_s, refused", [
@@ -226,3 +227,87 @@ def test_the_metrics_count_refusals_by_reason_and_no_tenant_label(small_app, ten
         if metric.name.startswith("pieces_admission"):
             for sample in metric.samples:
                 assert set(sample.labels) <= {"kind", "reason", "le"}, sample
+
+
+# --- heavy requests ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("rule, limit, length, kind", [
+    ("/api/v1/pieces/export", None, None, LONG),
+    ("/api/v1/pieces", "1000", None, HEAVY),
+    ("/api/v1/pieces", str(admission.HEAVY_PAGE_ROWS + 1), None, HEAVY),
+    ("/api/v1/pieces", str(admission.HEAVY_PAGE_ROWS), None, SHORT),
+    ("/api/v1/pieces", None, None, SHORT),
+    ("/api/v1/pieces", "abc", None, SHORT),  # the schema refuses it (422), cheaply
+    ("/api/v1/sync/pieces", None, admission.HEAVY_BODY_BYTES + 1, HEAVY),
+    ("/api/v1/sync/pieces", None, admission.HEAVY_BODY_BYTES, SHORT),
+    ("/api/v1/pieces/<uuid:piece_guid>", None, None, SHORT),
+])
+def test_a_request_is_long_heavy_or_short(rule, limit, length, kind):
+    assert admission.request_kind(rule, limit, length) == kind
+
+
+def _wait_until(predicate, what):
+    deadline = time.monotonic() + 10
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def _waiting_admit(gate, tenant, kind, results, name):
+    thread = threading.Thread(target=lambda: results.append((name, gate.admit(tenant, kind))),
+                              daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_lone_tenant_takes_every_heavy_slot_and_short_ones_stay_free(db_url):
+    gate = _admission(db_url, admission_wait_ms=50)  # 2 heavy slots, a tenant's share 1
+    heavy = [gate.admit(A, HEAVY), gate.admit(A, HEAVY)]  # alone: beyond its share
+    with pytest.raises(TooManyRequests, match="share is 1 of 2 heavy-request slots"):
+        gate.admit(A, HEAVY)  # waited 50 ms, nothing freed
+    short = gate.admit(B, SHORT)  # a short request never waits for heavy ones
+    assert gate.held() == {"short": 1, "heavy": 2, "long": 0, "waiting": 0, "tenants": 2}
+    for slot in (*heavy, short):
+        slot.release()
+
+
+def test_a_freed_heavy_slot_goes_to_the_tenant_under_its_share_first(db_url):
+    gate = _admission(db_url, admission_wait_ms=30_000)
+    held = [gate.admit(A, HEAVY), gate.admit(A, HEAVY)]
+    results = []
+    first_a = _waiting_admit(gate, A, HEAVY, results, "A1")  # waits first
+    _wait_until(lambda: gate.held()["waiting"] == 1, "A's request never queued")
+    b = _waiting_admit(gate, B, HEAVY, results, "B")
+    _wait_until(lambda: gate.held()["waiting"] == 2, "B's request never queued")
+    held.pop().release()
+    b.join(10)
+    assert [name for name, _ in results] == ["B"]  # B holds none: it goes first
+    held.pop().release()
+    first_a.join(10)
+    assert [name for name, _ in results] == ["B", "A1"]
+    for _, slot in results:
+        slot.release()
+    assert gate.held() == {"short": 0, "heavy": 0, "long": 0, "waiting": 0, "tenants": 0}
+
+
+def test_waiting_requests_are_served_in_turn_between_tenants_and_in_order_within_one(db_url):
+    gate = _admission(db_url, admission_slots=2, tenant_share=0.5, admission_wait_ms=30_000,
+                      tenant_queue=8)
+    D = uuid.uuid4()
+    held = [gate.admit(C), gate.admit(D)]  # each its share of one: none free
+    results, threads = [], []
+    for name, tenant in (("A1", A), ("A2", A), ("A3", A), ("B1", B), ("B2", B)):
+        threads.append(_waiting_admit(gate, tenant, SHORT, results, name))
+        _wait_until(lambda n=len(threads): gate.held()["waiting"] == n, f"{name} not queued")
+    order = []
+    for _ in range(5):
+        (held.pop(0) if held else results[len(order) - 2][1]).release()
+        _wait_until(lambda n=len(order): len(results) > n, "no waiter was handed the slot")
+        order.append(results[-1][0])
+    # One slot at a time: A and B alternate (each holds none or one), A's in arrival order.
+    assert order == ["A1", "B1", "A2", "B2", "A3"]
+    for _, slot in results:
+        slot.release()
+    for thread in threads:
+        thread.join(10)
+    assert gate.held()["waiting"] == 0

@@ -138,9 +138,10 @@ def test_start_fails_with_one_line(tmp_path, command, variables, message):
 
 def test_admission_defaults_fit_their_threads_and_pool():
     config = Config.from_env(GOOD)
-    assert (config.threads, config.admission_slots, config.long_slots) == (16, 8, 2)
-    assert config.threads >= config.admission_slots + config.long_slots + 2
-    assert config.db_pool_size + config.db_max_overflow >= (config.admission_slots
-                                                            + config.long_slots)
+    slots = (config.admission_slots, config.heavy_slots, config.long_slots)
+    assert (config.threads, *slots) == (64, 8, 1, 2)
+    assert config.threads >= sum(slots) + 2
+    assert config.db_pool_size + config.db_max_overflow >= sum(slots)
+    assert (config.tenant_queue, config.admission_wait_ms) == (32, 500)
     assert config.tenant_share == 0.5 and config.queue_timeout_ms == 2000
     assert config.send_timeout_s == 30

@@ -34,7 +34,8 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 
 from flask import g, request
 from prometheus_client import Counter, Gauge, Histogram
@@ -44,7 +45,7 @@ from ..errors import Overloaded, TooManyRequests
 
 log = logging.getLogger(__name__)
 
-SHORT, LONG = "short", "long"
+SHORT, HEAVY, LONG = "short", "heavy", "long"
 
 IN_FLIGHT = Gauge("pieces_admission_in_flight",
                   "Requests holding an admission slot, by slot kind (short, long).",
@@ -104,11 +105,62 @@ def _refused(reason: str, tenant: uuid.UUID | None, **details) -> None:
                 extra={"reason": reason, "tenant": str(tenant) if tenant else None, **details})
 
 
+class _Waiter:
+    """A request waiting for a slot: its thread waits on `event`, set when a slot is
+    handed to it (`granted`)."""
+
+    __slots__ = ("event", "granted")
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.granted = False
+
+
 @dataclass
 class _Tenant:
-    short: int = 0
-    long: int = 0
-    waiting: int = 0
+    held: dict = field(default_factory=lambda: {SHORT: 0, HEAVY: 0, LONG: 0})
+    queued: dict = field(default_factory=lambda: {SHORT: deque(), HEAVY: deque()})
+
+    def waiting(self) -> int:
+        return len(self.queued[SHORT]) + len(self.queued[HEAVY])
+
+    def idle(self) -> bool:
+        return not (any(self.held.values()) or self.waiting())
+
+
+@dataclass
+class _Pool:
+    """The work slots of one kind (short, heavy) of one worker, and the tenants waiting for
+    one, in turn order."""
+
+    kind: str
+    slots: int
+    share: int    # what a tenant may hold while another tenant waits for this pool
+    reserve: int  # slots a tenant over its share leaves free (for a tenant yet to come)
+    used: int = 0
+    turns: OrderedDict = field(default_factory=OrderedDict)  # tenant -> _Tenant, waiting
+
+    def may_take(self, tenant: uuid.UUID, mine: _Tenant) -> bool:
+        """Whether a request arriving now takes a slot at once (else it waits)."""
+        free = self.slots - self.used
+        if free <= 0 or mine.queued[self.kind]:
+            return False  # nothing free, or its own earlier requests wait: behind them
+        if mine.held[self.kind] < self.share:
+            return True
+        return free > self.reserve and not self.turns
+
+    def next_turn(self) -> tuple[uuid.UUID, _Tenant] | None:
+        """The waiting tenant a freed slot goes to, if any may have it now: a tenant under
+        its share first, then the one holding the fewest, earliest in turn order first; one
+        over its share only while more than `reserve` slots are free."""
+        free = self.slots - self.used
+        if free <= 0 or not self.turns:
+            return None
+        tenant, mine = min(self.turns.items(), key=lambda item: (
+            item[1].held[self.kind] >= self.share, item[1].held[self.kind]))
+        if mine.held[self.kind] < self.share or free > self.reserve:
+            return tenant, mine
+        return None
 
 
 class Slot:
@@ -129,7 +181,9 @@ class Slot:
 
 
 class Admission:
-    """The slots of one worker process (thread-safe)."""
+    """The slots of one worker process (thread-safe). A freed slot is handed to the next
+    waiting request directly (fair between tenants, first come first served within one),
+    so only that request's thread wakes."""
 
     def __init__(self, config: Config):
         self.slots = config.admission_slots
@@ -139,18 +193,20 @@ class Admission:
         self.wait_s = config.admission_wait_ms / 1000
         self.tenant_queue = config.tenant_queue
         # Waiters hold threads: leave one free for a quick refusal or a new tenant.
-        self.max_waiting = max(0, config.threads - config.admission_slots
+        self.max_waiting = max(0, config.threads - config.admission_slots - config.heavy_slots
                                - config.long_slots - 1)
+        self._pools = {
+            # One short slot stays free for a tenant yet to come: it is admitted at once.
+            SHORT: _Pool(SHORT, config.admission_slots, self.share, reserve=1),
+            # Heavy requests hold the worker's interpreter for long stretches: a few at a
+            # time use it fully, and each more only slows every other request down.
+            HEAVY: _Pool(HEAVY, config.heavy_slots,
+                         max(1, int(config.heavy_slots * config.tenant_share)), reserve=0),
+        }
         self._lock = threading.Lock()
-        self._freed = threading.Condition(self._lock)
-        self._short = 0
         self._long = 0
         self._waiting = 0
         self._tenants: dict[uuid.UUID, _Tenant] = {}
-
-    def _may_take(self, mine: _Tenant) -> bool:
-        free = self.slots - self._short
-        return free > 0 and (mine.short < self.share or free > 1)
 
     def admit(self, tenant: uuid.UUID, kind: str = SHORT) -> Slot:
         """A slot for `tenant`'s request of `kind`, after a brief wait at most; raises
@@ -161,77 +217,118 @@ class Admission:
             if mine is None:
                 mine = self._tenants[tenant] = _Tenant()
             if kind == LONG:
-                if self._long >= self.long_slots or mine.long >= self.tenant_long_slots:
-                    limit = ("PIECES_TENANT_LONG_SLOTS", self.tenant_long_slots) \
-                        if mine.long >= self.tenant_long_slots \
-                        else ("PIECES_LONG_SLOTS", self.long_slots)
-                    self._forget_if_idle(tenant, mine)
-                    _refused("long_slots", tenant)
-                    raise TooManyRequests(
-                        f"Too many long requests (exports) running: limit {limit[0]} = "
-                        f"{limit[1]} per worker. Retry later.")
-                self._long += 1
-                mine.long += 1
-                _local.tenant = tenant
-                IN_FLIGHT.labels(LONG).inc()
-                return Slot(self, tenant, LONG)
-            if not self._may_take(mine):
-                if (mine.waiting >= self.tenant_queue or self._waiting >= self.max_waiting
+                return self._admit_long(tenant, mine)
+            pool = self._pools[kind]
+            if pool.may_take(tenant, mine):
+                self._take(pool, mine)
+                waiter = None
+            else:
+                if (mine.waiting() >= self.tenant_queue or self._waiting >= self.max_waiting
                         or self.wait_s <= 0):
-                    self._refuse_short(tenant, mine)
-                mine.waiting += 1
-                self._waiting += 1
-                deadline = started + self.wait_s
-                try:
-                    while not self._may_take(mine):
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            self._refuse_short(tenant, mine)
-                        self._freed.wait(remaining)
-                finally:
-                    mine.waiting -= 1
-                    self._waiting -= 1
-            self._short += 1
-            mine.short += 1
+                    self._refuse(tenant, mine, pool)
+                waiter = self._enqueue(pool, tenant, mine)
+        if waiter is not None:
+            self._await(waiter, pool, tenant, mine, started + self.wait_s)
         _local.tenant = tenant
-        IN_FLIGHT.labels(SHORT).inc()
+        IN_FLIGHT.labels(kind).inc()
         WAITS.observe(time.monotonic() - started)
-        return Slot(self, tenant, SHORT)
+        return Slot(self, tenant, kind)
 
-    def _refuse_short(self, tenant: uuid.UUID, mine: _Tenant) -> None:
-        """429 when the tenant holds its share, else 503 (the worker is full)."""
-        if mine.short >= self.share:
+    def _admit_long(self, tenant: uuid.UUID, mine: _Tenant) -> Slot:
+        if self._long >= self.long_slots or mine.held[LONG] >= self.tenant_long_slots:
+            limit = ("PIECES_TENANT_LONG_SLOTS", self.tenant_long_slots) \
+                if mine.held[LONG] >= self.tenant_long_slots \
+                else ("PIECES_LONG_SLOTS", self.long_slots)
             self._forget_if_idle(tenant, mine)
-            _refused("tenant_share", tenant, in_flight=mine.short)
+            _refused("long_slots", tenant)
             raise TooManyRequests(
-                f"Too many concurrent requests for this tenant: its share is {self.share} of "
-                f"{self.slots} request slots per worker (PIECES_TENANT_SHARE). Retry later.")
+                f"Too many long requests (exports) running: limit {limit[0]} = "
+                f"{limit[1]} per worker. Retry later.")
+        self._long += 1
+        mine.held[LONG] += 1
+        _local.tenant = tenant
+        IN_FLIGHT.labels(LONG).inc()
+        return Slot(self, tenant, LONG)
+
+    @staticmethod
+    def _take(pool: _Pool, mine: _Tenant) -> None:
+        pool.used += 1
+        mine.held[pool.kind] += 1
+
+    def _enqueue(self, pool: _Pool, tenant: uuid.UUID, mine: _Tenant) -> _Waiter:
+        waiter = _Waiter()
+        mine.queued[pool.kind].append(waiter)
+        pool.turns.setdefault(tenant, mine)
+        self._waiting += 1
+        return waiter
+
+    def _await(self, waiter: _Waiter, pool: _Pool, tenant: uuid.UUID, mine: _Tenant,
+               deadline: float) -> None:
+        """Wait for a slot to be handed over; past `deadline`, leave the queue, refused."""
+        waiter.event.wait(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            if waiter.granted:
+                return
+            mine.queued[pool.kind].remove(waiter)
+            self._waiting -= 1
+            if not mine.queued[pool.kind]:
+                pool.turns.pop(tenant, None)
+            try:
+                self._refuse(tenant, mine, pool)
+            finally:
+                self._grant(pool)  # the slot it leaves may be one another tenant can take
+
+    def _grant(self, pool: _Pool) -> None:
+        """Hand free slots to waiting requests (the lock held)."""
+        while (turn := pool.next_turn()) is not None:
+            tenant, mine = turn
+            waiter = mine.queued[pool.kind].popleft()
+            self._waiting -= 1
+            self._take(pool, mine)
+            pool.turns.pop(tenant)
+            if mine.queued[pool.kind]:
+                pool.turns[tenant] = mine  # to the end of the turn order
+            waiter.granted = True
+            waiter.event.set()
+
+    def _refuse(self, tenant: uuid.UUID, mine: _Tenant, pool: _Pool) -> None:
+        """429 when the tenant holds its share, else 503 (the worker is full)."""
+        held = mine.held[pool.kind]
         self._forget_if_idle(tenant, mine)
-        _refused("overloaded", tenant)
+        if held >= pool.share:
+            _refused("tenant_share", tenant, in_flight=held, kind=pool.kind)
+            what = "request slots" if pool.kind == SHORT else "heavy-request slots"
+            setting = "PIECES_ADMISSION_SLOTS" if pool.kind == SHORT else "PIECES_HEAVY_SLOTS"
+            raise TooManyRequests(
+                f"Too many concurrent requests for this tenant: its share is {pool.share} of "
+                f"{pool.slots} {what} per worker ({setting} x PIECES_TENANT_SHARE). "
+                "Retry later.")
+        _refused("overloaded", tenant, kind=pool.kind)
         raise Overloaded("The service is at capacity; nothing was done. Retry later.")
 
     def _forget_if_idle(self, tenant: uuid.UUID, mine: _Tenant) -> None:
-        if not (mine.short or mine.long or mine.waiting):
+        if mine.idle():
             self._tenants.pop(tenant, None)
 
     def _release(self, slot: Slot) -> None:
         with self._lock:
             mine = self._tenants[slot.tenant]
+            mine.held[slot.kind] -= 1
             if slot.kind == LONG:
                 self._long -= 1
-                mine.long -= 1
             else:
-                self._short -= 1
-                mine.short -= 1
-                self._freed.notify_all()
+                pool = self._pools[slot.kind]
+                pool.used -= 1
+                self._grant(pool)
             self._forget_if_idle(slot.tenant, mine)
         IN_FLIGHT.labels(slot.kind).dec()
 
     def held(self) -> dict:
-        """What is held now (tests, debugging): {"short": n, "long": n, "waiting": n,
-        "tenants": n}."""
+        """What is held now (tests, debugging): {"short": n, "heavy": n, "long": n,
+        "waiting": n, "tenants": n}."""
         with self._lock:
-            return {"short": self._short, "long": self._long, "waiting": self._waiting,
+            return {"short": self._pools[SHORT].used, "heavy": self._pools[HEAVY].used,
+                    "long": self._long, "waiting": self._waiting,
                     "tenants": len(self._tenants)}
 
 
@@ -287,6 +384,22 @@ def stalled(send_timeout_s: int, bytes_sent: int) -> None:
 
 # Requests that may run long: their slots come from the long pool.
 LONG_RULES = frozenset({"/api/v1/pieces/export"})
+# Heavy requests take a slot of the heavy pool: a page of more rows than this (`limit`), or
+# a body larger than this (a sync batch of some hundreds of items). BENCHMARKS.md, issue 21,
+# measures what they cost.
+HEAVY_PAGE_ROWS = 250
+HEAVY_BODY_BYTES = 128 * 1024
+
+
+def request_kind(rule: str | None, limit: str | None, content_length: int | None) -> str:
+    """The pool a request takes its slot from: long, heavy or short."""
+    if rule in LONG_RULES:
+        return LONG
+    if content_length is not None and content_length > HEAVY_BODY_BYTES:
+        return HEAVY
+    if limit is not None and limit.isdigit() and int(limit) > HEAVY_PAGE_ROWS:
+        return HEAVY
+    return SHORT
 
 
 def init_app(app, is_api_call) -> None:
@@ -306,7 +419,8 @@ def init_app(app, is_api_call) -> None:
         if tenant is None:
             return
         rule = request.url_rule
-        kind = LONG if rule is not None and rule.rule in LONG_RULES else SHORT
+        kind = request_kind(rule.rule if rule is not None else None, request.args.get("limit"),
+                            request.content_length)
         g.admission_slot = app.extensions["pieces_admission"].admit(tenant, kind)
 
     @app.teardown_request

@@ -145,6 +145,8 @@ def big_admin(big):
 
 
 def _server(url, **env) -> Gunicorn:
+    if os.environ.get("FAIR_LOG_LEVEL"):
+        env.setdefault("PIECES_LOG_LEVEL", os.environ["FAIR_LOG_LEVEL"])
     return Gunicorn(url.render_as_string(hide_password=False), TEST_SECRET, workers=WORKERS,
                     **env)
 
@@ -450,16 +452,43 @@ def _a_load(server, args_or_request, tmp_path, *, connections, seconds):
 
 
 def _fair_share(server, b, tmp_path, a_load, *, seconds):
-    """B alone, A alone, then A and B together (A started first and stopped last)."""
+    """B alone, A alone, then A and B together (A started first and stopped last), then A
+    alone again: A's rate alone is the mean of the runs before and after (the machine's
+    drift between runs is of the order of the effect measured)."""
     b_alone = _b_details(server, b, tmp_path, seconds).run()
-    a_alone = a_load(seconds + 4).run()
+    a_before = a_load(seconds + 4).run()
     a_run = a_load(seconds + 4).start()
     try:
         time.sleep(2)
         b_during = _b_details(server, b, tmp_path, seconds).run()
     finally:
         a_during = a_run.wait()
-    return b_alone, a_alone, b_during, a_during
+    a_after = a_load(seconds + 4).run()
+    return b_alone, _alone(a_before, a_after), b_during, a_during
+
+
+def _server_p99(server, b, n_alone) -> list:
+    """B's requests' own time in the service (its request log lines), in log order."""
+    import json
+    durations = []
+    for line in server.log_text().splitlines():
+        if '"message":"request"' in line and str(b.tenant) in line:
+            durations.append(float(json.loads(line)["duration_ms"]))
+    half = n_alone
+    return [percentile(durations[:half], 99), percentile(durations[half:], 99),
+            percentile(durations[half:], 50)]
+
+
+def _alone(before: dict, after: dict) -> dict:
+    """Two runs of A alone as one: rates averaged, counts summed, each run's rates kept."""
+    mean = {key: (before[key] + after[key]) / 2
+            for key in ("ok_per_s", "inserted_per_s") if key in before}
+    total = {key: before[key] + after[key] for key in ("errors", "requests", "inserted")
+             if key in before}
+    return {**mean, **total, "runs_ok_per_s": [round(before["ok_per_s"], 1),
+                                               round(after["ok_per_s"], 1)],
+            "runs_inserted_per_s": [round(before.get("inserted_per_s", 0)),
+                                    round(after.get("inserted_per_s", 0))]}
 
 
 @pytest.mark.fairness
@@ -482,13 +511,17 @@ def test_list_flood_keeps_b_fast(big, tmp_path):
                               tmp_path, connections=32, seconds=s),
             seconds=15)
         metrics = server.request("GET", "/metrics")[1].decode()
+        b_server = _server_p99(server, b, b_alone["requests"])
     finally:
         server.close()
     figures = {
+        "b_server_ms": b_server,
         "b_alone_p99_ms": b_alone["p99_ms"], "b_during_p99_ms": b_during["p99_ms"],
         "b_ratio": b_during["p99_ms"] / b_alone["p99_ms"], "b_errors": b_during["errors"],
-        "b_during_max_ms": b_during["max_ms"],
-        "a_alone_200_per_s": a_alone["ok_per_s"], "a_during_200_per_s": a_during["ok_per_s"],
+        "b_during_max_ms": b_during["max_ms"], "b_alone_per_s": b_alone["ok_per_s"],
+        "b_during_per_s": b_during["ok_per_s"],
+        "a_alone_200_per_s": a_alone["ok_per_s"], "a_alone_runs": a_alone["runs_ok_per_s"],
+        "a_during_200_per_s": a_during["ok_per_s"],
         "a_keeps": a_during["ok_per_s"] / a_alone["ok_per_s"],
         "a_alone_refused": a_alone["errors"], "a_during_refused": a_during["errors"],
         "a_alone_requests": a_alone["requests"],
@@ -552,8 +585,10 @@ def test_sync_flood_keeps_b_fast(big, big_admin, tmp_path):
     figures = {
         "b_alone_p99_ms": b_alone["p99_ms"], "b_during_p99_ms": b_during["p99_ms"],
         "b_ratio": b_during["p99_ms"] / b_alone["p99_ms"], "b_errors": b_during["errors"],
-        "b_during_max_ms": b_during["max_ms"],
+        "b_during_max_ms": b_during["max_ms"], "b_alone_per_s": b_alone["ok_per_s"],
+        "b_during_per_s": b_during["ok_per_s"],
         "a_alone_pieces_per_s": a_alone["inserted_per_s"],
+        "a_alone_runs": a_alone["runs_inserted_per_s"],
         "a_during_pieces_per_s": a_during["inserted_per_s"],
         "a_keeps": a_during["inserted_per_s"] / a_alone["inserted_per_s"],
         "a_alone_refused": a_alone["errors"], "a_during_refused": a_during["errors"],
@@ -563,8 +598,8 @@ def test_sync_flood_keeps_b_fast(big, big_admin, tmp_path):
     _log(f"(b') {figures}")
     assert not partial, list(partial.items())[:5]
     # 200 means stored: everything the 200s reported is there; the rest are the batches in
-    # flight when the clients stopped (at most one per connection per run).
-    assert reported <= stored <= reported + 2 * 8 * 1000, figures
+    # flight when the clients stopped (at most one per connection per run, three runs).
+    assert reported <= stored <= reported + 3 * 8 * 1000, figures
     assert b_during["errors"] == 0 and b_alone["errors"] == 0, figures
     assert figures["b_ratio"] <= P99_FACTOR, figures
     assert figures["a_keeps"] >= KEEP_SHARE, figures

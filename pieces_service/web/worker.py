@@ -36,19 +36,43 @@ from . import admission
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() sends RST
 SEND_BUFFER_BYTES = 256 * 1024  # Linux doubles it; ample for a gateway on the same network
 LINGER_S = 2.0  # as gunicorn's own graceful close
+_COALESCE_BYTES = 64 * 1024  # a larger first write goes after the head, not copied onto it
 
 
 class _IdleTimeoutSocket:
     """A client socket, for the length of one request, whose `sendall` gives up only when
-    the client took nothing for the socket's timeout."""
+    the client took nothing for the socket's timeout.
 
-    __slots__ = ("_sock", "sent")
+    It also sends the response's head with the first piece of its body: gunicorn writes
+    them separately, two system calls and two segments for every small response. The head
+    waits for the next write, or for `flush()` when none comes (a 304, a HEAD)."""
+
+    __slots__ = ("_sock", "sent", "_head")
 
     def __init__(self, sock: socket.socket):
         self._sock = sock
         self.sent = 0  # bytes of the response written so far (headers included)
+        self._head: bytes | None = None
 
     def sendall(self, data) -> None:
+        if self.sent == 0 and self._head is None:
+            self._head = bytes(data)  # the head: held for the body's first write
+            return
+        if self._head is not None:
+            head, self._head = self._head, None
+            if len(data) <= _COALESCE_BYTES:
+                data = head + bytes(data)
+            else:
+                self._send(head)
+        self._send(data)
+
+    def flush(self) -> None:
+        """Send a head still held (a response without a body)."""
+        if self._head is not None:
+            head, self._head = self._head, None
+            self._send(head)
+
+    def _send(self, data) -> None:
         view = memoryview(data).cast("B")
         while view:
             written = self._sock.send(view)  # waits at most the timeout for room
@@ -155,7 +179,9 @@ class ThreadWorker(gthread.ThreadWorker):
             conn.pieces_send_buffer = True
         conn.sock = sending = _IdleTimeoutSocket(raw)
         try:
-            return super().handle_request(req, conn)
+            keep_alive = super().handle_request(req, conn)
+            sending.flush()
+            return keep_alive
         except TimeoutError:
             admission.stalled(self.send_timeout_s, sending.sent)
             _abort(raw)

@@ -365,6 +365,8 @@ class ExportClient(threading.Thread):
         got = 0
         first = time.monotonic()
         while True:
+            if response.done:  # all of it came with the head (one segment)
+                return
             if time.monotonic() > self.give_up_at:
                 attempt.error = "gave up: the test's deadline"
                 return

@@ -12,12 +12,13 @@ its cost over this.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 
 import jwt
 from flask import Flask, Response, request
 from psycopg2.extras import register_uuid
-from psycopg2.pool import SimpleConnectionPool
+from psycopg2.pool import ThreadedConnectionPool
 
 from pieces_service.dao import load_queries
 from pieces_service.dao import pieces as pieces_dao
@@ -27,13 +28,18 @@ register_uuid()
 SECRET = os.environ["PIECES_JWT_SECRET"]
 QUERIES = load_queries("pieces.sql")
 app = Flask(__name__)
-_pool: SimpleConnectionPool | None = None
+_pool: ThreadedConnectionPool | None = None
+_pool_lock = threading.Lock()
 
 
 def _cursor():
     global _pool
     if _pool is None:  # per worker process, after gunicorn's fork
-        _pool = SimpleConnectionPool(1, 1, os.environ["DATABASE_URL"])
+        with _pool_lock:
+            if _pool is None:
+                # A connection for each of the gthread worker's threads that may ask
+                # for one (it has no admission control to bound them).
+                _pool = ThreadedConnectionPool(1, 64, os.environ["DATABASE_URL"])
     conn = _pool.getconn()
     conn.autocommit = True
     return conn, conn.cursor()

@@ -55,7 +55,7 @@ def test_good_environment():
     ({"PIECES_ADMISSION_SLOTS": "0"}, "PIECES_ADMISSION_SLOTS"),
     ({"PIECES_QUEUE_TIMEOUT_MS": "5"}, "PIECES_QUEUE_TIMEOUT_MS"),
     ({"PIECES_SEND_TIMEOUT_S": "0"}, "PIECES_SEND_TIMEOUT_S"),
-    ({"PIECES_THREADS": "8"}, "PIECES_THREADS"),  # under slots + long slots + 2 = 12
+    ({"PIECES_THREADS": "8"}, "PIECES_THREADS"),  # under slots + heavy + long slots + 2 = 13
     ({"PIECES_DB_POOL_SIZE": "4", "PIECES_DB_MAX_OVERFLOW": "4"}, "PIECES_DB_POOL_SIZE"),
 ])
 def test_bad_variable_is_named(changes, variable):

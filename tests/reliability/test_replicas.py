@@ -293,7 +293,8 @@ def test_stopping_the_standby_under_load_costs_no_request(pair, urls, owner):
                       PIECES_REPLICA_RETRY_MS=500, PIECES_DB_CONNECT_TIMEOUT_SECONDS=2,
                       # Room for the 4 clients' exports in one worker: every request is to be
                       # served, so admission control must not refuse any (a 429 is no outage).
-                      PIECES_LONG_SLOTS=4, PIECES_TENANT_LONG_SLOTS=4)
+                      PIECES_LONG_SLOTS=4, PIECES_TENANT_LONG_SLOTS=4,
+                      PIECES_DB_POOL_SIZE=11)  # a connection for every slot (8 + 1 + 4)
     reader, writer = make_token(company, "Operator"), make_token(company, "Integration")
     statuses: list[int] = []
     failures: list[str] = []

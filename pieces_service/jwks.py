@@ -2,11 +2,14 @@
 
 Keys rotate without a restart: the document is fetched at start and kept, and fetched
 again (each process on its own):
-- in the background before its `Cache-Control: max-age` runs out (`DEFAULT_MAX_AGE_S`
-  without one), never more often than every `PIECES_JWKS_MIN_REFRESH_S`;
+- in the background before its `Cache-Control: max-age` runs out (at 90% of it;
+  `DEFAULT_MAX_AGE_S` without one), never more often than every `PIECES_JWKS_MIN_REFRESH_S`
+  (also the retry interval while fetches fail);
 - when a token names a `kid` the kept document lacks, at most once per
-  `PIECES_JWKS_MIN_REFRESH_S` (fetches of any cause count), so tokens with made-up kids
-  cost at most that one fetch; meanwhile such a token is simply not verified (401).
+  `PIECES_JWKS_MIN_REFRESH_S`, so tokens with made-up kids cost at most that one fetch;
+  meanwhile such a token is simply not verified (401). A background fetch does not hold
+  this one back: a key published just after it is still fetched for the first token that
+  names it.
 
 When the endpoint is down, or serves a document we refuse, the kept keys stay in use (one
 WARNING per outage, one INFO when it is back). Keys are pinned by their type, never by a
@@ -157,7 +160,7 @@ class JwksKeys:
         self.min_refresh_s = min_refresh_s
         self._keys: dict[str, SigningKey] | None = None  # replaced whole, read without a lock
         self._lock = threading.Lock()      # one fetch at a time
-        self._last_attempt = float("-inf")
+        self._last_unknown_kid_fetch = float("-inf")
         self._refresh_at = float("inf")
         self._failing = False
         self._stop = threading.Event()
@@ -176,11 +179,12 @@ class JwksKeys:
         self._ensure_refresher()
         keys = self._keys
         key = keys.get(kid) if keys is not None else None
-        if key is None and self._may_fetch():
+        if key is None:
             with self._lock:  # a fetch under way may bring it: wait for it, then look again
                 keys = self._keys
                 key = keys.get(kid) if keys is not None else None
                 if key is None and self._may_fetch():
+                    self._last_unknown_kid_fetch = time.monotonic()
                     self._refresh("a token names an unknown kid")
                     keys = self._keys
                     key = keys.get(kid) if keys is not None else None
@@ -197,11 +201,12 @@ class JwksKeys:
         self._stop.set()
 
     def _may_fetch(self) -> bool:
-        return time.monotonic() - self._last_attempt >= self.min_refresh_s
+        """Whether an unknown kid may fetch the document now."""
+        return time.monotonic() - self._last_unknown_kid_fetch >= self.min_refresh_s
 
     def _fetch(self, *, start: bool = False) -> None:
         """Fetch and keep the document (under `_lock`); raise `JwksError`."""
-        self._last_attempt = now = time.monotonic()
+        now = time.monotonic()
         self._refresh_at = now + self.min_refresh_s  # a retry, unless the fetch succeeds
         keys, seconds = fetch(self.url)
         old = self._keys or {}

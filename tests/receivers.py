@@ -194,14 +194,15 @@ class _JwksHandler(_QuietHandler):
 
 
 class JwksServer(_Server):
-    """A JWKS endpoint serving `keys` (JWK dicts) at `url`; `fetches` counts the GETs."""
+    """A JWKS endpoint serving `keys` (JWK dicts) at `url`; `fetches` counts the GETs.
+    `cache_control` is sent as the document's Cache-Control (None: no header)."""
 
     handler = _JwksHandler
 
     def __init__(self, keys: list[dict], cache_control: str | None = "max-age=3600"):
         self.keys = list(keys)
         self.cache_control = cache_control
-        self.fetches = 0
+        self.fetch_times: list[float] = []  # time.monotonic() of each GET
         self._lock = threading.Lock()
         super().__init__()
 
@@ -213,7 +214,11 @@ class JwksServer(_Server):
         with self._lock:
             self.keys = list(keys)
 
+    @property
+    def fetches(self) -> int:
+        return len(self.fetch_times)
+
     def _serve(self) -> tuple[bytes, str | None]:
         with self._lock:
-            self.fetches += 1
+            self.fetch_times.append(time.monotonic())
             return json.dumps({"keys": self.keys}).encode(), self.cache_control

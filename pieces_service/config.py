@@ -177,7 +177,7 @@ def jwt_settings_from_env(env: Mapping[str, str]) -> JWTSettings:
 _OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
-def _tracing(env: Mapping[str, str]) -> bool:
+def tracing_from_env(env: Mapping[str, str]) -> bool:
     """Whether requests and their round trips are exported as OpenTelemetry spans
     (web/tracing.py): when an OTLP endpoint is set, unless `OTEL_SDK_DISABLED=true` or
     `OTEL_TRACES_EXPORTER=none`. The SDK reads these and every other `OTEL_*` variable
@@ -305,7 +305,7 @@ class Config:
             queue_timeout_ms=_int(env, "PIECES_QUEUE_TIMEOUT_MS", 2000, 10, 600000),
             send_timeout_s=_int(env, "PIECES_SEND_TIMEOUT_S", 30, 1, 3600),
             threads=_int(env, "PIECES_THREADS", 64, 1, 1000),
-            tracing=_tracing(env),
+            tracing=tracing_from_env(env),
             debug=env.get("PIECES_DEBUG", "").strip().lower() in ("1", "true", "yes"),
             log_level=_log_level(env),
             port=_int(env, "PORT", 8000, 1, 65535),

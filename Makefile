@@ -13,7 +13,7 @@ help:  ## List the targets
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,local]'
+	$(PY) -m pip install --quiet -e '.[dev,local,otel]'
 	touch $@
 
 install: $(STAMP)  ## Create the virtualenv and install the service with its test and local-run tools

@@ -13,9 +13,14 @@ callgrind, and take the difference of two request counts (startup cancels out):
         >/dev/null
     PYTHONHASHSEED=0 valgrind --tool=callgrind --callgrind-out-file=/dev/null \
         .venv/bin/python -m bench.inprocess detail 1 200 >/dev/null   # and 1 600: Δ / 600
+
+Tracing (issue 23) is on as the service turns it on: with `OTEL_EXPORTER_OTLP_ENDPOINT` set
+(and the `otel` extra installed); the spans' export runs in this process (its batch
+thread), so its CPU is counted. `python -m bench.otlp_sink` is an endpoint that takes them.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging.config
 import os
 import sys
@@ -25,7 +30,7 @@ import time
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="pieces-inprocess-"))
 
 from pieces_service import create_app  # noqa: E402
-from pieces_service.config import database_url  # noqa: E402
+from pieces_service.config import database_url, tracing_from_env  # noqa: E402
 from pieces_service.migrate import connect  # noqa: E402
 from pieces_service.web.logs import logging_config  # noqa: E402
 
@@ -59,7 +64,8 @@ def app_under_test(url):
         os.environ["PIECES_JWT_SECRET"] = workload.JWT_SECRET
         from .reference_app import app
         return app
-    return create_app(workload.service_config(url))
+    return create_app(dataclasses.replace(workload.service_config(url),
+                                          tracing=tracing_from_env(os.environ)))
 
 
 def main(kind: str, sets: int, requests: int) -> None:

@@ -61,12 +61,13 @@ def read_dev_secret(path: Path = DEV_SECRET_FILE) -> str | None:
 
 def with_dev_secret(env: Mapping[str, str],
                     path: Path = DEV_SECRET_FILE) -> tuple[dict[str, str], str | None]:
-    """A copy of `env` to sign tokens with: when neither `PIECES_JWT_SECRET` nor
-    `PIECES_JWT_PUBLIC_KEY` is set, the development secret in `path` stands in for the
-    secret. Returns (env, a note saying so, else None); raises `CommandError` when there is
-    no development secret."""
+    """A copy of `env` to sign tokens with: when none of `PIECES_JWT_SECRET`,
+    `PIECES_JWT_PUBLIC_KEY` and `PIECES_JWT_JWKS_URL` is set, the development secret in
+    `path` stands in for the secret. Returns (env, a note saying so, else None); raises
+    `CommandError` when there is no development secret."""
     env = dict(env)
-    if env.get("PIECES_JWT_SECRET", "").strip() or env.get("PIECES_JWT_PUBLIC_KEY", "").strip():
+    if any(env.get(name, "").strip() for name in (
+            "PIECES_JWT_SECRET", "PIECES_JWT_PUBLIC_KEY", "PIECES_JWT_JWKS_URL")):
         return env, None
     secret = read_dev_secret(path)
     if secret is None:

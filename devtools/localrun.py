@@ -49,6 +49,8 @@ def ensure_jwt_key(env: dict[str, str], path: Path = DEV_SECRET_FILE) -> str:
         return "verifying tokens with PIECES_JWT_SECRET from the environment"
     if env.get("PIECES_JWT_PUBLIC_KEY", "").strip():
         return "verifying tokens with PIECES_JWT_PUBLIC_KEY from the environment"
+    if env.get("PIECES_JWT_JWKS_URL", "").strip():
+        return "verifying tokens with the keys of PIECES_JWT_JWKS_URL"
     secret = read_dev_secret(path)
     if secret is not None:
         env["PIECES_JWT_SECRET"] = secret
@@ -99,8 +101,8 @@ def _banner(env: dict[str, str], port: int) -> None:
     try:
         settings = signing_settings(env)
     except CommandError:
-        say("a public key is configured, so no token is printed: use one from your issuer "
-            f"(company_guid {tenant.company_guid} is the demo tenant {tenant.name})")
+        say("a public key or a JWKS is configured, so no token is printed: use one from your "
+            f"issuer (company_guid {tenant.company_guid} is the demo tenant {tenant.name})")
         return
     token = mint_token(settings, company_guid=tenant.company_guid, role=Role.COMPANY_ADMIN)
     hours = DEFAULT_TOKEN_TTL_SECONDS // 3600

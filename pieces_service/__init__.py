@@ -42,7 +42,9 @@ def create_app(config: Config | None = None, env: Mapping[str, str] | None = Non
 
     # First: every request, even one refused by authentication below, gets an id and a log line.
     observability.init_app(app)
-    db.init_app(app)
+    # With tracing on, every round trip to PostgreSQL is a span (web/tracing.py).
+    exporter = app.extensions["pieces_tracing"]
+    db.init_app(app, cursor_factory=exporter.cursor_factory() if exporter else None)
     auth.init_app(app)
     api = Api(app, spec_kwargs={
         "components": {"securitySchemes": {
@@ -73,10 +75,17 @@ def _is_api_call(path: str) -> bool:
 
 
 def config_from_env_or_exit(env: Mapping[str, str] | None = None) -> Config:
-    """`Config.from_env(env)`, or, when the configuration is bad, one line on stderr
-    (`pieces_service: configuration error: …`) and exit status 78 (EX_CONFIG), no traceback."""
+    """`Config.from_env(env)`, with the JWKS fetched when `PIECES_JWT_JWKS_URL` is set (the
+    keys every token is verified with: a start that cannot have them fails; jwks.py), or,
+    when either fails, one line on stderr (`pieces_service: configuration error: …`) and
+    exit status 78 (EX_CONFIG), no traceback."""
+    from . import jwks
+
     try:
-        return Config.from_env(env)
-    except ConfigError as exc:
+        config = Config.from_env(env)
+        if config.jwt.jwks_url:
+            jwks.keys_for(config.jwt).load()
+        return config
+    except (ConfigError, jwks.JwksError) as exc:
         print(f"pieces_service: configuration error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(78) from None

@@ -1,7 +1,8 @@
 """Bearer tokens to a frozen `Principal`, and the role table of SPEC §2.
 
 Tokens are verified with PyJWT against the algorithms pinned by the configured key
-(HS256 for a secret; RS256 or ES256 for a public key), never the token's own `alg`.
+(HS256 for a secret; RS256 or ES256 for a public key; with a JWKS, the key the token's
+`kid` names and the one algorithm of its type: jwks.py), never the token's own `alg`.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from functools import wraps
 import jwt
 from flask import current_app, g, request
 
+from . import jwks
 from .config import JWTSettings
 from .web.extensions import abort
 
@@ -62,8 +64,25 @@ def decode_token(token: str, settings: JWTSettings) -> Principal:
     return _verify(token, settings)[0]
 
 
-def _verify(token: str, settings: JWTSettings) -> tuple[Principal, float]:
-    """The principal of `token` and the time until which it stays valid."""
+def _jwks_key(token: str, settings: JWTSettings) -> jwks.SigningKey:
+    """The published key the token's `kid` names (jwks.py); `InvalidToken` when it names
+    none we know, even after the bounded refresh."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        raise InvalidToken("Invalid token") from None
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("Token header has no 'kid'")
+    key = jwks.keys_for(settings).key(kid) if len(kid) <= jwks.MAX_KID_LENGTH else None
+    if key is None:
+        raise InvalidToken("Token signing key is not known")
+    return key
+
+
+def _verify(token: str, settings: JWTSettings
+            ) -> tuple[Principal, float, "jwks.SigningKey | None"]:
+    """The principal of `token`, the time until which it stays valid, and the JWKS key that
+    verified it (None for a configured secret or public key)."""
     if len(token) > _MAX_TOKEN_LENGTH:
         raise InvalidToken("Token too long")
     options = {"require": list(REQUIRED_CLAIMS)}
@@ -71,11 +90,12 @@ def _verify(token: str, settings: JWTSettings) -> tuple[Principal, float]:
         options["require"].append("aud")
     if settings.issuer:
         options["require"].append("iss")
+    signing_key = _jwks_key(token, settings) if settings.jwks_url else None
     try:
         claims = jwt.decode(
             token,
-            settings.key,
-            algorithms=list(settings.algorithms),
+            signing_key.key if signing_key else settings.key,
+            algorithms=[signing_key.algorithm] if signing_key else list(settings.algorithms),
             audience=settings.audience,
             issuer=settings.issuer,
             leeway=settings.leeway_seconds,
@@ -108,7 +128,7 @@ def _verify(token: str, settings: JWTSettings) -> tuple[Principal, float]:
     except (ValueError, TypeError):
         raise UnknownRole() from None
     principal = Principal(subject=subject, company_guid=company_guid, role=role)
-    return principal, float(claims["exp"]) + settings.leeway_seconds
+    return principal, float(claims["exp"]) + settings.leeway_seconds, signing_key
 
 
 class VerifiedTokens:
@@ -117,24 +137,29 @@ class VerifiedTokens:
     Callers reuse one token for many requests; verifying its signature each time is a few
     percent of a request. A token enters only after full verification and is served from here
     only while `exp` (plus the configured leeway) has not passed, exactly as PyJWT would
-    accept it. Bounded: the oldest entries go first.
+    accept it, and, with a JWKS, while the key that verified it is still published: a key
+    removed from the document takes its tokens with it at the next refresh. Bounded: the
+    oldest entries go first.
     """
 
     def __init__(self, max_entries: int = 4096):
         self.max_entries = max_entries
-        self._entries: dict[str, tuple[Principal, float]] = {}
+        self._entries: dict[str, tuple[Principal, float, jwks.JwksKeys | None,
+                                       jwks.SigningKey | None]] = {}
         self._lock = threading.Lock()
 
     def principal(self, token: str, settings: JWTSettings) -> Principal:
         entry = self._entries.get(token)
-        if entry is not None and time.time() < entry[1]:
+        if entry is not None and time.time() < entry[1] \
+                and (entry[2] is None or entry[2].published(entry[3])):
             return entry[0]
-        principal, valid_until = _verify(token, settings)
+        principal, valid_until, signing_key = _verify(token, settings)
+        key_set = jwks.keys_for(settings) if signing_key else None
         with self._lock:
             self._entries.pop(token, None)
             while len(self._entries) >= self.max_entries:
                 self._entries.pop(next(iter(self._entries)))
-            self._entries[token] = (principal, valid_until)
+            self._entries[token] = (principal, valid_until, key_set, signing_key)
         return principal
 
 

@@ -51,6 +51,11 @@ def signing_settings(env: Mapping[str, str]) -> JWTSettings:
     """The HS256 settings to sign tokens with: the environment's `PIECES_JWT_*` variables.
     Raises `CommandError` when `PIECES_JWT_SECRET` is not set or not usable."""
     if not env.get("PIECES_JWT_SECRET", "").strip():
+        if env.get("PIECES_JWT_JWKS_URL", "").strip():
+            raise CommandError("PIECES_JWT_JWKS_URL is configured: the keys are the identity "
+                               "provider's JWKS and this service has no private key to sign "
+                               "with; get tokens from the identity provider (README, "
+                               "\"Testing against a JWKS\")")
         if env.get("PIECES_JWT_PUBLIC_KEY", "").strip():
             raise CommandError("PIECES_JWT_PUBLIC_KEY is configured: this service only verifies "
                                "tokens; mint them with the issuer's private key")

@@ -5,9 +5,11 @@ message naming the variable, so a misconfigured deployment fails loudly before s
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from dataclasses import dataclass, field
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -100,26 +102,53 @@ def _default_workers() -> int:
     return max(2, os.cpu_count() or 1)
 
 
+# The algorithms a JWKS key may have, each pinned by the key's type (jwks.py).
+JWKS_ALGORITHMS = ("RS256", "ES256")
+
+
 @dataclass(frozen=True)
 class JWTSettings:
-    """How bearer tokens are verified. `algorithms` is pinned by the kind of key."""
+    """How bearer tokens are verified. `algorithms` is pinned by the kind of key: the
+    configured `key`, or, with `jwks_url`, each key of the JWKS document by its type
+    (`key` is then None; pieces_service/jwks.py)."""
 
-    key: str | bytes
+    key: str | bytes | None
     algorithms: tuple[str, ...]
     audience: str | None = None
     issuer: str | None = None
     leeway_seconds: int = 0
+    jwks_url: str | None = None
+    # An unknown `kid` fetches the JWKS again at most this often per process.
+    jwks_min_refresh_s: int = 30
+
+
+def _jwks_url(raw: str) -> str:
+    try:
+        parts = urlsplit(raw)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) \
+            and (parts.port or 0) >= 0  # .port raises on a port that is not a number
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigError("PIECES_JWT_JWKS_URL must be an http:// or https:// URL")
+    return raw
 
 
 def jwt_settings_from_env(env: Mapping[str, str]) -> JWTSettings:
     """The token verification settings from `env`; raise `ConfigError` naming the bad variable."""
     secret = env.get("PIECES_JWT_SECRET", "").strip()
     public_pem = env.get("PIECES_JWT_PUBLIC_KEY", "").strip()
+    jwks_url = env.get("PIECES_JWT_JWKS_URL", "").strip()
     audience = env.get("PIECES_JWT_AUDIENCE", "").strip() or None
     issuer = env.get("PIECES_JWT_ISSUER", "").strip() or None
     leeway = _int(env, "PIECES_JWT_LEEWAY_SECONDS", 0, 0, 300)
-    if secret and public_pem:
-        raise ConfigError("set only one of PIECES_JWT_SECRET and PIECES_JWT_PUBLIC_KEY")
+    min_refresh = _int(env, "PIECES_JWKS_MIN_REFRESH_S", 30, 1, 3600)
+    if sum(map(bool, (secret, public_pem, jwks_url))) > 1:
+        raise ConfigError("set only one of PIECES_JWT_SECRET, PIECES_JWT_PUBLIC_KEY and "
+                          "PIECES_JWT_JWKS_URL")
+    if jwks_url:
+        return JWTSettings(None, JWKS_ALGORITHMS, audience, issuer, leeway,
+                           jwks_url=_jwks_url(jwks_url), jwks_min_refresh_s=min_refresh)
     if secret:
         if len(secret) < 32:
             raise ConfigError("PIECES_JWT_SECRET must be at least 32 characters")
@@ -140,9 +169,43 @@ def jwt_settings_from_env(env: Mapping[str, str]) -> JWTSettings:
             raise ConfigError("PIECES_JWT_PUBLIC_KEY must be an RSA or EC (P-256) public key")
         return JWTSettings(key, algorithms, audience, issuer, leeway)
     raise ConfigError(
-        "no token verification key: set PIECES_JWT_SECRET (HS256) or PIECES_JWT_PUBLIC_KEY "
-        "(RS256/ES256)"
+        "no token verification key: set PIECES_JWT_SECRET (HS256), PIECES_JWT_PUBLIC_KEY "
+        "(RS256/ES256) or PIECES_JWT_JWKS_URL (keys by kid)"
     )
+
+
+_OTLP_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+
+
+def tracing_from_env(env: Mapping[str, str]) -> bool:
+    """Whether requests and their round trips are exported as OpenTelemetry spans
+    (web/tracing.py): when an OTLP endpoint is set, unless `OTEL_SDK_DISABLED=true` or
+    `OTEL_TRACES_EXPORTER=none`. The SDK reads these and every other `OTEL_*` variable
+    itself; here they are only checked, so that a start that cannot trace fails."""
+    endpoint = next((name for name in _OTLP_ENDPOINTS if env.get(name, "").strip()), None)
+    if endpoint is None or env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return False
+    exporter = env.get("OTEL_TRACES_EXPORTER", "").strip().lower() or "otlp"
+    if exporter == "none":
+        return False
+    if exporter != "otlp":
+        raise ConfigError(f"OTEL_TRACES_EXPORTER must be otlp or none, got {exporter!r}")
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = env.get(name, "").strip()
+        if protocol:
+            if protocol != "http/protobuf":
+                raise ConfigError(f"{name} must be http/protobuf (the otel extra exports "
+                                  f"over OTLP/HTTP), got {protocol!r}")
+            break
+    try:
+        installed = importlib.util.find_spec("opentelemetry.sdk") is not None \
+            and importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is not None
+    except ModuleNotFoundError:
+        installed = False
+    if not installed:
+        raise ConfigError(f"{endpoint} is set but OpenTelemetry is not installed: install "
+                          "pieces_service[otel], or unset it")
+    return True
 
 
 @dataclass(frozen=True)
@@ -180,6 +243,8 @@ class Config:
     tenant_queue: int = 32
     queue_timeout_ms: int = 2000
     send_timeout_s: int = 30
+    # OpenTelemetry spans over OTLP/HTTP (the OTEL_* variables, web/tracing.py).
+    tracing: bool = False
     debug: bool = False
     log_level: str = "INFO"
     # Read by gunicorn.conf.py only; here so that they are validated with the rest.
@@ -240,6 +305,7 @@ class Config:
             queue_timeout_ms=_int(env, "PIECES_QUEUE_TIMEOUT_MS", 2000, 10, 600000),
             send_timeout_s=_int(env, "PIECES_SEND_TIMEOUT_S", 30, 1, 3600),
             threads=_int(env, "PIECES_THREADS", 64, 1, 1000),
+            tracing=tracing_from_env(env),
             debug=env.get("PIECES_DEBUG", "").strip().lower() in ("1", "true", "yes"),
             log_level=_log_level(env),
             port=_int(env, "PORT", 8000, 1, 65535),

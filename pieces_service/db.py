@@ -59,9 +59,11 @@ psycopg2.extras.register_uuid()
 _engine_lock = threading.Lock()
 
 
-def build_engine(config: Config, url: URL | None = None) -> Engine:
+def build_engine(config: Config, url: URL | None = None, cursor_factory=None) -> Engine:
     """An engine for `config` (for the primary, or for the replica at `url`); never connects
-    by itself."""
+    by itself. `cursor_factory`: the psycopg2 cursor class of its connections (tracing's,
+    whose `execute` is a span; None: psycopg2's own)."""
+    extra = {"cursor_factory": cursor_factory} if cursor_factory is not None else {}
     return create_engine(
         url or config.database_url,
         isolation_level="AUTOCOMMIT",
@@ -80,6 +82,7 @@ def build_engine(config: Config, url: URL | None = None) -> Engine:
             "keepalives_idle": 10,
             "keepalives_interval": 5,
             "keepalives_count": 3,
+            **extra,
         },
     )
 
@@ -94,9 +97,11 @@ def _state() -> dict:
         with _engine_lock:
             if state.get("pid") != os.getpid():
                 config = app.config["PIECES"]
-                engine = build_engine(config)
+                cursor_factory = state["cursor_factory"]
+                engine = build_engine(config, cursor_factory=cursor_factory)
                 observability.instrument_engine(engine)
-                replicas = tuple(Replica(f"replica{number}", build_engine(config, url), config)
+                replicas = tuple(Replica(f"replica{number}",
+                                         build_engine(config, url, cursor_factory), config)
                                  for number, url in enumerate(config.replica_urls, 1))
                 for replica in replicas:
                     observability.instrument_engine(replica.engine)
@@ -165,11 +170,13 @@ def read_setup(config: Config) -> str:
     return _READ_SETUP.format(statement_timeout=int(config.statement_timeout_ms))
 
 
-def init_app(app) -> None:
+def init_app(app, cursor_factory=None) -> None:
     """Register the per-process engine slot (the engine itself is built on first use) and
-    the transaction setup statements, which depend only on the configuration."""
+    the transaction setup statements, which depend only on the configuration.
+    `cursor_factory`: see `build_engine` (the app factory passes tracing's when it is on)."""
     config: Config = app.config["PIECES"]
     app.extensions["pieces_db"] = {
+        "cursor_factory": cursor_factory,
         "setup": {readonly: transaction_setup(config, readonly=readonly)
                   for readonly in (True, False)},
         "read_setup": read_setup(config),

@@ -6,6 +6,10 @@ need no cleanup.
 """
 from __future__ import annotations
 
+import io
+import json
+import logging
+import logging.config
 import os
 import uuid
 
@@ -18,6 +22,7 @@ from walls import (MODES, OWNER_ROLE, TENANT_PREDICATE, Wall, dao_queries,
 from pieces_service import create_app
 from pieces_service.config import database_url as parse_url
 from pieces_service.migrate import migrate
+from pieces_service.web.logs import logging_config
 
 
 @pytest.fixture(scope="session")
@@ -240,3 +245,26 @@ def wall(request, db_url):
     finally:
         wall.close()
         admin.close()
+
+
+@pytest.fixture
+def json_logs():
+    """Apply the service's logging configuration (as gunicorn does) for one test, its stdout
+    handler writing to a buffer; returns a function giving the JSON lines written so far."""
+    names = ["", "gunicorn.error", "gunicorn.access", "pieces_service.access"]
+    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
+                    logging.getLogger(name).propagate) for name in names}
+    logging.config.dictConfig(logging_config("INFO"))
+    stdout, = logging.getLogger().handlers
+    buffer = io.StringIO()
+    stdout.setStream(buffer)
+
+    def lines():
+        return [json.loads(line) for line in buffer.getvalue().splitlines()]
+
+    yield lines
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate

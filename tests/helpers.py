@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -247,6 +248,16 @@ def ok(response):
 def raw_url(url) -> str:
     """A URL as the user would write it (str(URL) would hide the password)."""
     return url.render_as_string(hide_password=False).replace("postgresql+psycopg2", "postgresql")
+
+
+def clean_env(**variables):
+    """This process's environment without the service's variables, plus `variables`: for
+    starting the service in a subprocess."""
+    env = {key: val for key, val in os.environ.items()
+           if not key.startswith(("PIECES_", "PROMETHEUS_", "GUNICORN_", "OTEL_"))
+           and key not in ("DATABASE_URL", "PORT", "WEB_CONCURRENCY")}
+    env.update(variables)
+    return env
 
 
 def run_main(capsys, main, *argv, **env):

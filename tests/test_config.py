@@ -2,14 +2,13 @@
 the start with one line on stderr (no traceback)."""
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import TEST_SECRET
+from helpers import TEST_SECRET, clean_env
 from pieces_service import create_app
 from pieces_service.config import Config, ConfigError
 
@@ -106,14 +105,6 @@ def test_create_app_reads_and_validates_the_environment():
     with pytest.raises(ConfigError, match="PIECES_DB_MAX_OVERFLOW"):
         create_app(env={**GOOD, "PIECES_DB_MAX_OVERFLOW": "-1"})
     assert create_app(env=GOOD).config["PIECES"].database_url.host == "db.internal"
-
-
-def clean_env(**variables):
-    env = {key: val for key, val in os.environ.items()
-           if not key.startswith(("PIECES_", "PROMETHEUS_", "GUNICORN_"))
-           and key not in ("DATABASE_URL", "PORT", "WEB_CONCURRENCY")}
-    env.update(variables)
-    return env
 
 
 @pytest.mark.parametrize("command", [

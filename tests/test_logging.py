@@ -2,10 +2,7 @@
 every line of the request; never a token in the logs."""
 from __future__ import annotations
 
-import io
 import json
-import logging
-import logging.config
 import re
 import socket
 
@@ -13,32 +10,8 @@ import pytest
 
 from helpers import make_config
 from pieces_service import create_app
-from pieces_service.web.logs import logging_config
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
-
-
-@pytest.fixture
-def json_logs():
-    """Apply the service's logging configuration (as gunicorn does) for one test, its stdout
-    handler writing to a buffer; returns a function giving the JSON lines written so far."""
-    names = ["", "gunicorn.error", "gunicorn.access", "pieces_service.access"]
-    saved = {name: (logging.getLogger(name).handlers[:], logging.getLogger(name).level,
-                    logging.getLogger(name).propagate) for name in names}
-    logging.config.dictConfig(logging_config("INFO"))
-    stdout, = logging.getLogger().handlers
-    buffer = io.StringIO()
-    stdout.setStream(buffer)
-
-    def lines():
-        return [json.loads(line) for line in buffer.getvalue().splitlines()]
-
-    yield lines
-    for name, (handlers, level, propagate) in saved.items():
-        logger = logging.getLogger(name)
-        logger.handlers[:] = handlers
-        logger.setLevel(level)
-        logger.propagate = propagate
 
 
 def request_lines(lines):

@@ -24,7 +24,11 @@ _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 
 def load_queries(filename: str) -> dict[str, str]:
     """Read `sql/<filename>` into {name: statement}; the comment lines after each
-    `-- name:` header document the statement."""
+    `-- name:` header document the statement.
+
+    Each statement keeps its `-- name:` line as its first line: it travels with the text
+    (a constant, so prepared statements stay prepared) and names the statement wherever the
+    text is seen — a trace's database span (`statement_name`), `pg_stat_activity`."""
     text = (SQL_DIR / filename).read_text()
     parts = _NAME.split(text)
     queries = {}
@@ -32,8 +36,16 @@ def load_queries(filename: str) -> dict[str, str]:
         statement = body.strip().rstrip(";").strip()
         if name in queries:
             raise ValueError(f"duplicate query name {name} in {filename}")
-        queries[name] = statement
+        queries[name] = f"-- name: {name}\n{statement}"
     return queries
+
+
+@lru_cache(maxsize=512)
+def statement_name(text: str) -> str | None:
+    """The name of the first statement of `text` (a message as the service sends it: setup,
+    then a statement from `sql/`) that has a `-- name:` line; None when none has."""
+    match = _NAME.search(text)
+    return match.group(1) if match else None
 
 
 # A rendered statement's projection: the expressions of a representation's fields, one a
@@ -128,8 +140,11 @@ def prepared_read(text: str) -> PreparedRead:
     body = _PARAMETER.sub(positional, text).replace("%%", "%")
     name = "pieces_" + hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
     arguments = ", ".join(f"%({parameter})s" for parameter in names)
+    # The EXECUTE carries the statement's `-- name:` line too (see `load_queries`).
+    query = statement_name(text)
+    named = f"-- name: {query}\n" if query else ""
     return PreparedRead(text, name, f"PREPARE {name} AS\n{body}",
-                        f"EXECUTE {name}({arguments})")
+                        f"{named}EXECUTE {name}({arguments})")
 
 
 def prepared_for(statement: str, params: dict) -> PreparedRead:

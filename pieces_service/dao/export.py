@@ -21,7 +21,7 @@ def csv_header(fields: tuple[str, ...] | None = None) -> str:
     """The CSV header record: the exported field names (none needs quoting)."""
     return ",".join(fields or DETAIL_FIELDS)
 
-_FETCH = "FETCH FORWARD %(rows)s FROM pieces_export"
+_FETCH = "-- name: export_fetch\nFETCH FORWARD %(rows)s FROM pieces_export"
 
 
 def open_cursor(stream, *, tenant: uuid.UUID, fmt: str, project_guid: uuid.UUID | None,

@@ -66,11 +66,12 @@ class ExportCut(ConnectionResetError):
 
 
 def start(principal: Principal, query: ExportQuery, fmt: str, *,
-          request_id: str | None = None) -> "ExportStream":
+          log_context: dict | None = None) -> "ExportStream":
     """Open the export of the pieces `principal` may list with `query`'s filters, as `fmt`
     ("ndjson" or "csv"): the SPEC §4 errors of the list (403 company, 404/400 parents), or
-    the database's (503), are raised here, before anything is sent. `request_id` goes on
-    the stream's log lines (they are written after the request's context has ended)."""
+    the database's (503), are raised here, before anything is sent. `log_context` (the
+    request's id, trace id and span id) goes on the stream's log lines (they are written
+    after the request's context has ended)."""
     if fmt not in FORMATS:
         raise ValueError(fmt)
     time_limit_s = current_app.config["PIECES"].export_timeout_s
@@ -103,7 +104,7 @@ def start(principal: Principal, query: ExportQuery, fmt: str, *,
     return ExportStream(read, first, header, fmt=fmt, started=started, deadline=deadline,
                         time_limit_s=time_limit_s,
                         context={"tenant": str(tenant), "format": fmt,
-                                 "request_id": request_id})
+                                 **(log_context or {})})
 
 
 def _remaining_ms(deadline: float) -> int:

@@ -2,7 +2,8 @@
 
 gunicorn applies `logging_config(level)` (see gunicorn.conf.py) in the master before it forks,
 so the workers and the application inherit it. `RequestIdFilter` stamps each record logged
-while a request is being served with that request's id. Nothing here logs tokens, headers or
+while a request is being served with that request's id, trace id and span id (W3C Trace
+Context, `web/tracing.py`). Nothing here logs tokens, headers or
 bodies: callers pass only the fields they mean to show.
 """
 from __future__ import annotations
@@ -21,22 +22,28 @@ ACCESS_LOGGER = "pieces_service.access"
 
 # Attributes every LogRecord has; anything else a caller passed in `extra=` is shown as a field.
 _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
-    "message", "asctime", "request_id", "taskName",
+    "message", "asctime", "request_id", "trace_id", "span_id", "taskName",
 }
 
 
 class RequestIdFilter(logging.Filter):
-    """Set `record.request_id` to the current request's id (None outside a request)."""
+    """Set `record.request_id`, `record.trace_id` and `record.span_id` to the current
+    request's (None outside a request), unless the caller passed them (`extra=`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id"):
-            record.request_id = g.get("request_id") if has_request_context() else None
+            in_request = has_request_context()
+            record.request_id = g.get("request_id") if in_request else None
+            trace = g.get("trace") if in_request else None
+            record.trace_id = trace.trace_id if trace else None
+            record.span_id = trace.span_id if trace else None
         return True
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time, level, logger, pid, message, request_id, the
-    record's `extra=` fields, and the exception (type and traceback) if there is one."""
+    """One JSON object per record: time, level, logger, pid, message, request_id, trace_id,
+    span_id, the record's `extra=` fields, and the exception (type and traceback) if there
+    is one."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -47,6 +54,8 @@ class JsonFormatter(logging.Formatter):
             "pid": record.process or os.getpid(),
             "message": record.getMessage(),
             "request_id": getattr(record, "request_id", None),
+            "trace_id": getattr(record, "trace_id", None),
+            "span_id": getattr(record, "span_id", None),
         }
         for key, value in vars(record).items():
             if key not in _RECORD_ATTRIBUTES and key not in entry:

@@ -1,7 +1,9 @@
-"""Request ids, the per-request log line, and Prometheus metrics.
+"""Request ids, traces, the per-request log line, and Prometheus metrics.
 
 Every request gets an id (the caller's `X-Request-ID` when it is well formed, else a new
-uuid4 hex), echoed on the response and stamped on every log line of the request. Every
+uuid4 hex), echoed on the response and stamped on every log line of the request, and a
+place in a trace (`web/tracing.py`: the caller's `traceparent` continued, else a new trace),
+whose trace and span ids are stamped on those lines too. Every
 request ends with one JSON log line and one observation in the request metrics, labelled by
 the Flask endpoint (never the raw path, which would give a series per GUID).
 
@@ -27,6 +29,7 @@ from prometheus_client import REGISTRY as _PROCESS_REGISTRY
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from . import tracing
 from .logs import ACCESS_LOGGER
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -186,6 +189,33 @@ def _request_series(endpoint: str, method: str, status: int) -> tuple:
 def _start_request() -> None:
     g.request_started = time.perf_counter()
     request_id()
+    g.trace = tracing.begin_untraced(request.environ)
+
+
+def _start_traced_request(exporter: tracing.Exporter) -> None:
+    g.request_started = time.perf_counter()
+    rule = request.url_rule
+    method = request.method if request.method in _METHODS else "OTHER"
+    attributes = {"http.request.method": method, "pieces.request_id": request_id()}
+    if rule is not None:
+        attributes["http.route"] = rule.rule
+    g.trace = exporter.begin(request.environ,
+                             f"{method} {rule.rule}" if rule is not None else method,
+                             attributes)
+
+
+def carry_trace(body):
+    """`body`, a streamed response body, whose database round trips (after the request has
+    ended) are still the request's children in its trace (`tracing.carry`)."""
+    return tracing.carry(g.get("trace"), body)
+
+
+def log_context() -> dict:
+    """The request's ids for log lines written after its context has ended (an export's):
+    `request_id`, `trace_id`, `span_id`."""
+    trace = g.get("trace")
+    return {"request_id": request_id(), "trace_id": trace.trace_id if trace else None,
+            "span_id": trace.span_id if trace else None}
 
 
 def _finish_request(response: Response) -> Response:
@@ -201,23 +231,43 @@ def _finish_request(response: Response) -> Response:
     requests.inc()
     durations.observe(seconds)
     principal = g.get("principal")
+    tenant = str(principal.company_guid) if principal else None
     access_log.info("request", extra={
         "method": method,
         "path": rule.rule if rule is not None else None,
         "endpoint": endpoint,
         "status": response.status_code,
         "duration_ms": round(seconds * 1000, 3),
-        "tenant": str(principal.company_guid) if principal else None,
+        "tenant": tenant,
         "subject": principal.subject if principal else None,
         "role": principal.role.value if principal else None,
     })
+    trace = g.get("trace")
+    if trace is not None and trace.exporter is not None:
+        trace.exporter.end(trace, response.status_code, {"pieces.tenant": tenant})
     return response
 
 
+def _end_trace(_exc) -> None:
+    """The request's span, if `_finish_request` did not end it (an error in an after_request
+    hook): ended as a 500, and no longer current."""
+    trace = g.get("trace")
+    if trace is not None and trace.exporter is not None:
+        trace.exporter.end(trace, 500, {})
+
+
 def init_app(app: Flask) -> None:
-    """Wire request ids, request metrics and the request log line into `app`, and serve
-    `/metrics`. Register it before any other before_request hook, so that a request stopped
-    early (401) still has an id; its after_request hook runs last of the app's."""
-    app.before_request(_start_request)
+    """Wire request ids, traces, request metrics and the request log line into `app`, and
+    serve `/metrics`. Register it before any other before_request hook, so that a request
+    stopped early (401) still has an id and a trace; its after_request hook runs last of the
+    app's. With tracing on (`Config.tracing`) requests and round trips are exported spans:
+    `app.extensions["pieces_tracing"]` is the exporter, else None."""
+    exporter = tracing.Exporter() if app.config["PIECES"].tracing else None
+    app.extensions["pieces_tracing"] = exporter
+    if exporter is None:
+        app.before_request(_start_request)
+    else:
+        app.before_request(lambda: _start_traced_request(exporter))
+        app.teardown_request(_end_trace)
     app.after_request(_finish_request)
     app.add_url_rule("/metrics", "metrics", metrics_view, methods=["GET"])

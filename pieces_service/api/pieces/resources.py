@@ -181,8 +181,9 @@ class PieceExport(MethodView):
         """
         fmt, content_type = _export_type()
         body = export.start(principal, export.ExportQuery(**query), fmt,
-                            request_id=observability.request_id())
-        return Response(admission.hold(body), status=200, content_type=content_type,
+                            log_context=observability.log_context())
+        return Response(admission.hold(observability.carry_trace(body)), status=200,
+                        content_type=content_type,
                         direct_passthrough=True, headers={"Vary": "Accept"})
 
 

@@ -7,13 +7,20 @@ an instance of W workers has W times each limit (docs/operations.md, "Sizing").
 
 - **Work slots** (`PIECES_ADMISSION_SLOTS`). A tenant holds at most its *share*
   (`PIECES_TENANT_SHARE` of the slots, at least one) while anyone else may need one; it may
-  borrow beyond its share while more than one slot is free, so a lone tenant uses the whole
-  worker (work-conserving), and the next tenant to arrive finds a free slot at once.
+  borrow beyond its share while more than one slot is free and no other tenant waits, so a
+  lone tenant uses the whole worker (work-conserving), and the next tenant to arrive finds
+  a free slot at once.
+- **Heavy requests** (`request_kind`: a page of more than `HEAVY_PAGE_ROWS` rows, a body
+  over `HEAVY_BODY_BYTES`) take a slot of their own small pool (`PIECES_HEAVY_SLOTS`), with
+  the same share rule: they hold the worker's interpreter for long stretches, and the
+  short requests beside them wait for it.
 - **Its own queue.** A request that finds no slot it may take waits briefly
   (`PIECES_ADMISSION_WAIT_MS`), at most `PIECES_TENANT_QUEUE` of one tenant at a time and
   no more waiters than the threads left over; past either bound, or when the wait runs
   out: `429` with `Retry-After` when the tenant holds its share, `503` when the worker
-  was full with others' work.
+  was full with others' work. A freed slot is handed to one waiting request (`_grant`): a
+  tenant under its share first, the tenant holding the fewest next, tenants in turn, each
+  tenant's requests in arrival order; only that request's thread wakes.
 - **Long requests** (the export) take a slot of their own small pool:
   `PIECES_LONG_SLOTS` per worker, `PIECES_TENANT_LONG_SLOTS` per tenant; beyond, `429` at
   once. So exports can never hold every thread.

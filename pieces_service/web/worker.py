@@ -66,6 +66,17 @@ class _IdleTimeoutSocket:
                 self._send(head)
         self._send(data)
 
+    def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
+        """A file body (gunicorn's sendfile path for `wsgi.file_wrapper`): the head first."""
+        self.flush()
+        sent = self._sock.sendfile(file, offset, count)
+        self.sent += sent
+        return sent
+
+    def fileno(self) -> int:
+        self.flush()  # whoever writes to the descriptor itself writes after the head
+        return self._sock.fileno()
+
     def flush(self) -> None:
         """Send a head still held (a response without a body)."""
         if self._head is not None:

@@ -114,3 +114,23 @@ def test_a_head_and_a_small_body_leave_in_one_write(body_bytes, sends):
             received += theirs.recv(1 << 20)
         assert received == head + b"x" * body_bytes
         assert len(counting.sends) == sends and wrapped.sent == len(received)
+
+
+def test_a_file_body_goes_out_after_its_head(server):
+    """A static file (the docs page's script) is sent by gunicorn with sendfile(), past the
+    socket's own writes: its head must still come first, and the connection stay usable."""
+    from pathlib import Path
+
+    from pieces_service.web.swagger_ui import ASSETS_URL, swagger_ui_path
+
+    name = "swagger-ui-bundle.js"
+    expected = (Path(swagger_ui_path) / name).read_bytes()
+    path = f"/api/v1/{ASSETS_URL}{name}"
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    buffer = bytearray()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for _ in range(2):
+            sock.sendall(request)
+            status, headers, body = _read_response(sock, buffer)
+            assert status == 200 and body == expected
+        assert not buffer

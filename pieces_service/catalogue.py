@@ -70,6 +70,11 @@ class Level:
     optional_parents: tuple[str, ...] = ()  # parents an item may leave out (a piece's assembly)
 
     @property
+    def a_name(self) -> str:
+        """The name with its article, for prose: "a piece", "an assembly"."""
+        return f"{'an' if self.name[0] in 'aeiou' else 'a'} {self.name}"
+
+    @property
     def table(self) -> str:
         return self.plural
 

@@ -122,3 +122,46 @@ def test_the_list_documents_prefer_count_beside_its_query(spec):
     assert {"project_guid", "limit", "cursor", "barcode"} <= query
     headers = path["get"]["responses"]["200"]["headers"]
     assert {"Content-Range", "Preference-Applied", "Link"} <= set(headers)
+
+
+# Every operation's id, pinned: generated clients name their functions after these, so
+# changing one breaks every caller (issue 24). Add new ones; never rename.
+OPERATION_IDS = {
+    ("get", "/api/v1/pieces"): ("listPieces", "List pieces"),
+    ("get", "/api/v1/pieces/export"): ("exportPieces", "Export pieces"),
+    ("get", "/api/v1/pieces/{piece_guid}"): ("getPiece", "Get one piece"),
+    ("delete", "/api/v1/projects/{project_guid}"): ("deleteProject", "Soft-delete a project"),
+    ("delete", "/api/v1/components/{component_guid}"): ("deleteComponent",
+                                                        "Soft-delete a component"),
+    ("delete", "/api/v1/assemblies/{assembly_guid}"): ("deleteAssembly",
+                                                       "Soft-delete an assembly"),
+    ("delete", "/api/v1/pieces/{piece_guid}"): ("deletePiece", "Soft-delete a piece"),
+    ("post", "/api/v1/projects/{project_guid}/restore"): ("restoreProject", "Restore a project"),
+    ("post", "/api/v1/components/{component_guid}/restore"): ("restoreComponent",
+                                                              "Restore a component"),
+    ("post", "/api/v1/assemblies/{assembly_guid}/restore"): ("restoreAssembly",
+                                                             "Restore an assembly"),
+    ("post", "/api/v1/pieces/{piece_guid}/restore"): ("restorePiece", "Restore a piece"),
+    ("post", "/api/v1/sync/projects"): ("syncProjects", "Sync projects"),
+    ("post", "/api/v1/sync/components"): ("syncComponents", "Sync components"),
+    ("post", "/api/v1/sync/assemblies"): ("syncAssemblies", "Sync assemblies"),
+    ("post", "/api/v1/sync/pieces"): ("syncPieces", "Sync pieces"),
+    ("get", "/api/v1/changes/projects"): ("listProjectChanges", "Changes of projects"),
+    ("get", "/api/v1/changes/components"): ("listComponentChanges", "Changes of components"),
+    ("get", "/api/v1/changes/assemblies"): ("listAssemblyChanges", "Changes of assemblies"),
+    ("get", "/api/v1/changes/pieces"): ("listPieceChanges", "Changes of pieces"),
+    ("get", "/api/v1/audit"): ("listAuditEntries", "List audit entries"),
+}
+
+
+def test_every_operation_has_its_pinned_id_a_summary_and_a_description(client):
+    spec = client.get("/api/v1/openapi.json").get_json()
+    found = {(method, path): (operation.get("operationId"), operation.get("summary"))
+             for path, operations in spec["paths"].items()
+             for method, operation in operations.items()
+             if method in ("get", "post", "put", "patch", "delete")}
+    assert found == OPERATION_IDS
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                assert operation.get("description"), (method, path)

@@ -78,6 +78,17 @@ class StrictParser(FlaskParser):
 class Blueprint(flask_smorest.Blueprint):
     ARGUMENTS_PARSER = StrictParser()
 
+    def operation(self, operation_id: str, text: str | None = None):
+        """An operation's stable `operationId` (what generated clients name their functions
+        after; tests/test_openapi.py pins the list) and, for a view built per level, its
+        summary (the text's first line) and description (the rest), which a docstring set
+        after decoration would not give."""
+        doc = {"operationId": operation_id}
+        if text is not None:
+            summary, _, description = text.partition("\n\n")
+            doc.update(summary=summary, description=description.strip())
+        return self.doc(**doc)
+
 
 class Schema(ma.Schema):
     """Base schema: unknown fields raise."""

@@ -63,7 +63,7 @@ def caller(generated, service, tenant):
 
 
 def test_list_filters_and_limit_come_back_as_typed_models(generated, caller, seed, tenant):
-    list_pieces = generated("api.pieces.get_api_v1_pieces")
+    list_pieces = generated("api.pieces.list_pieces")
     PieceResponse = generated("models").PieceResponse
     tree = seed.tree(tenant, pieces_per_assembly=0)
     other_assembly = seed.assembly(tenant, tree.project, tree.component)
@@ -91,7 +91,7 @@ def test_list_filters_and_limit_come_back_as_typed_models(generated, caller, see
 
 
 def test_detail_by_guid_has_every_attribute(generated, caller, seed, tenant):
-    get_piece = generated("api.pieces.get_api_v1_pieces_piece_guid")
+    get_piece = generated("api.pieces.get_piece")
     tree = seed.tree(tenant, pieces_per_assembly=0)
     attrs = {name: 100 + i for i, name in enumerate(DIMENSIONS)}
     attrs.update({name: f"{name}-value" for name in TEXTS})
@@ -109,8 +109,8 @@ def test_detail_by_guid_has_every_attribute(generated, caller, seed, tenant):
 
 def test_revalidation_is_an_empty_304(generated, caller, seed, tenant):
     """The document declares the conditional GET, so the client takes the empty 304."""
-    get_piece = generated("api.pieces.get_api_v1_pieces_piece_guid")
-    list_pieces = generated("api.pieces.get_api_v1_pieces")
+    get_piece = generated("api.pieces.get_piece")
+    list_pieces = generated("api.pieces.list_pieces")
     tree = seed.tree(tenant, pieces_per_assembly=1)
     reader = caller()
 
@@ -123,8 +123,8 @@ def test_revalidation_is_an_empty_304(generated, caller, seed, tenant):
 
 
 def test_sync_counts_what_it_did(generated, caller, seed, tenant):
-    sync_pieces = generated("api.sync.post_api_v1_sync_pieces")
-    list_pieces = generated("api.pieces.get_api_v1_pieces")
+    sync_pieces = generated("api.sync.sync_pieces")
+    list_pieces = generated("api.pieces.list_pieces")
     models = generated("models")
     tree = seed.tree(tenant, pieces_per_assembly=0)
 
@@ -146,8 +146,8 @@ def test_sync_counts_what_it_did(generated, caller, seed, tenant):
 
 
 def test_errors_parse_as_the_error_model(generated, caller):
-    get_piece = generated("api.pieces.get_api_v1_pieces_piece_guid")
-    list_pieces = generated("api.pieces.get_api_v1_pieces")
+    get_piece = generated("api.pieces.get_piece")
+    list_pieces = generated("api.pieces.list_pieces")
     Error = generated("models").Error
 
     missing = get_piece.sync_detailed(client=caller(), piece_guid=uuid.uuid4())

@@ -17,6 +17,7 @@ blp = Blueprint("audit", __name__, url_prefix="/api/v1/audit",
 
 @blp.route("")
 class AuditList(MethodView):
+    @blp.operation("listAuditEntries")
     @blp.arguments(AuditQueryArgs(), location="query", as_kwargs=True)
     @blp.response(200, AuditEntry(many=True), content_type="application/json",
                   example=[examples.AUDIT_ENTRY])

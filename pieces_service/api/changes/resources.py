@@ -22,9 +22,20 @@ LINK = {"Link": {"description": 'The next poll: `<url>; rel="next"`',
 
 def _register(level: Level) -> None:
     endpoint = f"{level.name}_changes"
+    text = (
+        f"Changes of {level.plural}\n\n"
+        f"The tenant's {level.plural} written since the `since` token (none: from the "
+        "beginning): inserts, updates, soft deletes (the row with `is_active: false`, its "
+        "tombstone) and restores, each in full, oldest change first, at most `limit` a "
+        "page. Poll again with `next` (also the `Link: rel=\"next\"` header); a page with "
+        "fewer than `limit` rows means you are caught up for now. Commit-safe: a write "
+        "that commits after a page was read is on a later page, never skipped. A token of "
+        "another feed, tenant or a forged one: 422."
+    )
 
     @blp.route(f"/{level.plural}", endpoint=endpoint)
     class ChangesView(MethodView):
+        @blp.operation(f"list{level.title}Changes", text)
         @blp.arguments(ChangesArgs(), location="query", as_kwargs=True)
         @blp.response(200, CHANGE_PAGES[level.name], content_type=JSON,
                       example=examples.CHANGES[level.name], headers=LINK)
@@ -40,16 +51,6 @@ def _register(level: Level) -> None:
             response.headers["Link"] = next_link(args)
             return response
 
-    ChangesView.get.__doc__ = (
-        f"Changes of {level.plural}\n\n"
-        f"The tenant's {level.plural} written since the `since` token (none: from the "
-        "beginning): inserts, updates, soft deletes (the row with `is_active: false`, its "
-        "tombstone) and restores, each in full, oldest change first, at most `limit` a "
-        "page. Poll again with `next` (also the `Link: rel=\"next\"` header); a page with "
-        "fewer than `limit` rows means you are caught up for now. Commit-safe: a write "
-        "that commits after a page was read is on a later page, never skipped. A token of "
-        "another feed, tenant or a forged one: 422."
-    )
     ChangesView.__name__ = f"{level.title}Changes"
 
 

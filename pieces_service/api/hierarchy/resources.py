@@ -33,7 +33,7 @@ def _if_match_parameter(level: Level, action: str) -> dict:
         example = examples.PIECE_ETAG
     else:
         description = (
-            f"Only `*` matches (the {level.name} exists): a {level.name} has no GET, hence "
+            f"Only `*` matches (the {level.name} exists): {level.a_name} has no GET, hence "
             f"no representation and no tag, so any other value is a `412`.")
         example = "*"
     return {"in": "header", "name": "If-Match", "required": False,
@@ -44,9 +44,24 @@ def _if_match_parameter(level: Level, action: str) -> dict:
 
 def _register(level: Level) -> None:
     param = level.guid_column  # same name as GET's path parameter, one OpenAPI path each
+    below = ", ".join(b.plural for b in level.descendants) or "nothing below it"
+    delete_text = (
+        f"Soft-delete {level.a_name}\n\nSets is_active=false and deleted_at=now() on the "
+        f"{level.name} and its active descendants ({below}) in one transaction with one "
+        f"shared deleted_at; audited. 404 `{level.title} not found or forbidden`. With "
+        f"`If-Match`, only when it matches (checked after the 404), else 412 and nothing "
+        f"changes."
+    )
+    restore_text = (
+        f"Restore {level.a_name}\n\nBrings back the {level.name} and exactly the descendants "
+        f"deleted by its cascade (same deleted_at); audited. 409 when a parent is deleted. "
+        f"With `If-Match`, only when it matches (checked after the 404, before the 409), "
+        f"else 412 and nothing changes."
+    )
 
     @blp.route(f"/{level.plural}/<uuid:{param}>", endpoint=f"{level.name}_item")
     class ItemView(MethodView):
+        @blp.operation(f"delete{level.title}", delete_text)
         @blp.doc(parameters=[_if_match_parameter(level, "delete")])
         @blp.response(204)
         @blp.alt_response(403, schema=ErrorSchema, description="Role may not delete")
@@ -64,6 +79,7 @@ def _register(level: Level) -> None:
 
     @blp.route(f"/{level.plural}/<uuid:{param}>/restore", endpoint=f"{level.name}_restore")
     class RestoreView(MethodView):
+        @blp.operation(f"restore{level.title}", restore_text)
         @blp.doc(parameters=[_if_match_parameter(level, "restore")])
         @blp.response(204)
         @blp.alt_response(403, schema=ErrorSchema, description="Role may not restore")
@@ -81,20 +97,6 @@ def _register(level: Level) -> None:
             observability.record_cascade_rows(level.name, "restore", affected)
             return Response(status=204)
 
-    below = ", ".join(b.plural for b in level.descendants) or "nothing below it"
-    ItemView.delete.__doc__ = (
-        f"Soft-delete a {level.name}\n\nSets is_active=false and deleted_at=now() on the "
-        f"{level.name} and its active descendants ({below}) in one transaction with one "
-        f"shared deleted_at; audited. 404 `{level.title} not found or forbidden`. With "
-        f"`If-Match`, only when it matches (checked after the 404), else 412 and nothing "
-        f"changes."
-    )
-    RestoreView.post.__doc__ = (
-        f"Restore a {level.name}\n\nBrings back the {level.name} and exactly the descendants "
-        f"deleted by its cascade (same deleted_at); audited. 409 when a parent is deleted. "
-        f"With `If-Match`, only when it matches (checked after the 404, before the 409), "
-        f"else 412 and nothing changes."
-    )
     ItemView.__name__ = f"{level.title}Item"
     RestoreView.__name__ = f"{level.title}Restore"
 

@@ -41,6 +41,7 @@ _PREFER = {
 
 @blp.route("", parameters=[_PREFER])
 class PieceList(MethodView):
+    @blp.operation("listPieces")
     @blp.arguments(PieceListArgs(), location="query", as_kwargs=True)
     @blp.response(200, PieceResponse(many=True), content_type=JSON,
                   example=[examples.PIECE_RESPONSE],
@@ -153,6 +154,7 @@ _EXPORT_CONTENT = {
 
 @blp.route("/export")
 class PieceExport(MethodView):
+    @blp.operation("exportPieces")
     @blp.arguments(PieceExportArgs(), location="query", as_kwargs=True)
     @blp.doc(responses={"200": {
         "description": "Every matching piece with every PieceDetail field, streamed in list "
@@ -189,6 +191,7 @@ class PieceExport(MethodView):
 
 @blp.route("/<uuid:piece_guid>")
 class PieceItem(MethodView):
+    @blp.operation("getPiece")
     @blp.arguments(PieceDetailArgs(), location="query", as_kwargs=True)
     @blp.response(200, PieceDetail, content_type=JSON, example=examples.PIECE_DETAIL)
     @blp.alt_response(403, schema=ErrorSchema, description="Another tenant's piece")

@@ -19,8 +19,14 @@ blp = Blueprint("sync", __name__, url_prefix="/api/v1/sync",
 
 
 def _register(level: Level) -> None:
+    text = (
+        f"Sync {level.plural}\n\nUpsert up to 1000 {level.plural}: by `guid`, else by natural "
+        f"key (company_guid, {', '.join(level.natural_key)}). All or nothing; idempotent."
+    )
+
     @blp.route(f"/{level.plural}", endpoint=f"sync_{level.plural}")
     class SyncView(MethodView):
+        @blp.operation(f"sync{level.plural.title()}", text)
         @blp.arguments(BATCH_SCHEMAS[level.name](), example=examples.SYNC_BODIES[level.plural])
         @blp.response(200, SyncResult, example=examples.SYNC_RESULT)
         @blp.alt_response(400, schema=ErrorSchema, description="More than 1000 items")
@@ -35,10 +41,6 @@ def _register(level: Level) -> None:
             observability.record_sync_rows(level.plural, result.inserted, result.updated)
             return dataclasses.asdict(result)
 
-    SyncView.post.__doc__ = (
-        f"Sync {level.plural}\n\nUpsert up to 1000 {level.plural}: by `guid`, else by natural "
-        f"key (company_guid, {', '.join(level.natural_key)}). All or nothing; idempotent."
-    )
     SyncView.__name__ = f"Sync{level.plural.title()}"
 
 

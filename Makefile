@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser run test migrate demo-data sql client bench fuzz lint clean
+.PHONY: help install browser promtool run test migrate demo-data sql client bench fuzz lint clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -21,12 +21,17 @@ install: $(STAMP)  ## Create the virtualenv and install the service with its tes
 browser:  ## Install Debian's chromium, the headless browser of the docs-page test (apt-get)
 	command -v chromium >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
+promtool:  ## Install Debian's prometheus for promtool, which checks and unit-tests deploy/prometheus/ (apt-get)
+	command -v promtool >/dev/null || (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus)
+
 run: $(STAMP)  ## Serve on 127.0.0.1:$PORT (default 8000) with demo data; embedded PostgreSQL unless DATABASE_URL
 	$(PY) -m devtools.localrun
 
 test: $(STAMP)  ## Run the whole suite against real PostgreSQL (TEST_DATABASE_URL, else embedded)
 	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || $(MAKE) --no-print-directory browser \
 		|| echo "make test: chromium could not be installed; the docs-page browser test will skip"
+	@command -v promtool >/dev/null || ! command -v apt-get >/dev/null || $(MAKE) --no-print-directory promtool \
+		|| echo "make test: promtool could not be installed; the alert-rule tests will skip"
 	$(PY) -m pytest
 
 migrate: $(STAMP)  ## Apply pending migrations to DATABASE_URL (embedded PostgreSQL if unset); safe to repeat

@@ -5,16 +5,28 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser promtool run test migrate demo-data sql client bench fuzz lint clean
+.PHONY: help install lock browser promtool run test migrate demo-data sql client bench fuzz lint clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
 
-$(STAMP): setup.cfg pyproject.toml
+# Exact versions with their hashes from the lock (requirements/, `make lock`), then the
+# project itself without resolving anything more.
+$(STAMP): setup.cfg pyproject.toml requirements/dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,local,otel]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.lock
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
+
+PIP_COMPILE = /tmp/pieces-pip-tools/bin/pip-compile --quiet --generate-hashes --strip-extras \
+	--allow-unsafe --no-emit-index-url --no-emit-find-links --no-header --upgrade
+
+lock:  ## Re-pin every dependency to its newest allowed version, with hashes (requirements/*.lock)
+	test -x /tmp/pieces-pip-tools/bin/pip-compile || ($(PYTHON) -m venv /tmp/pieces-pip-tools \
+		&& /tmp/pieces-pip-tools/bin/pip install --quiet pip-tools)
+	$(PIP_COMPILE) -o requirements/service.lock setup.cfg
+	$(PIP_COMPILE) --extra dev --extra local --extra otel -o requirements/dev.lock setup.cfg
 
 install: $(STAMP)  ## Create the virtualenv and install the service with its test and local-run tools
 

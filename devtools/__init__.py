@@ -2,7 +2,7 @@
 
 Run from the project directory, like `bench/`: `python -m devtools …` (`make migrate`,
 `make demo-data`), `python -m devtools.localrun` (`make run`). They need the `local` extra
-(`pip install -e '.[dev,local]'`, which `make install` does) for the embedded PostgreSQL.
+(in `requirements/dev.lock`, which `make install` installs) for the embedded PostgreSQL.
 Not part of the wheel: `setup.cfg` packages only `pieces_service*`.
 
     embedded.py   the embedded PostgreSQL (pgserver) under .local/pgdata

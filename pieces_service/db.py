@@ -244,7 +244,8 @@ def _commit(conn: Connection, commit: str | None) -> None:
     On the DBAPI cursor: SQLAlchemy's execution logs and clears the notices it finds."""
     pooled = conn.connection
     connection = pooled.dbapi_connection
-    del connection.notices[:]  # psycopg2 keeps a session's last 50; only this COMMIT's matter
+    # This COMMIT's notices on a list of their own, then handed on to the connection's.
+    kept, connection.notices = connection.notices, []
     try:
         with _state()["commit_deadlines"].watch(connection), connection.cursor() as cursor:
             cursor.execute(commit or "COMMIT")
@@ -252,7 +253,11 @@ def _commit(conn: Connection, commit: str | None) -> None:
                 consistency.remember(cursor.fetchone()[0])
     except psycopg2.Error as exc:
         raise errors.from_commit(exc, lost=_lost(get_engine(), pooled, exc)) from exc
-    unknown = errors.from_commit(None, notices=connection.notices)
+    finally:
+        notices, connection.notices = connection.notices, kept
+        for notice in notices:
+            kept.append(notice)
+    unknown = errors.from_commit(None, notices=notices)
     if unknown is not None:
         raise unknown
 

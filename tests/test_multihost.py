@@ -80,7 +80,7 @@ def test_migrate_skips_a_dead_first_host(empty_database, dead_port):
         conn.close()
 
 
-def test_the_service_writes_and_reads_past_a_dead_first_host(db_url, dead_port, admin_conn):
+def test_the_service_writes_and_reads_past_a_dead_first_host(db_url, dead_port):
     app = create_app(make_config(behind_a_dead_host(db_url, dead_port)))
     company = uuid.uuid4()
     caller = Caller(app.test_client(), company, "SystemAdmin")

@@ -68,7 +68,7 @@ clean:  ## Remove the virtualenv and local state (embedded database, dev secret)
 	rm -rf $(VENV) .local
 
 # Reliability and security proofs beyond `make test` (docs/reliability.md).
-.PHONY: fuzz outage pgbouncer-test soak walls fairness
+.PHONY: fuzz outage pgbouncer-test soak walls fairness failover-test
 
 fuzz: $(STAMP)  ## Long fuzz: schemathesis (PIECES_FUZZ_EXAMPLES per operation) and 2000 isolation examples
 	PIECES_LONG_TESTS=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/reliability/test_fuzz.py tests/reliability/test_isolation_properties.py
@@ -79,6 +79,9 @@ outage: $(STAMP)  ## Stop and restart a private PostgreSQL under a running gunic
 pgbouncer-test: $(STAMP)  ## tests/api and a shared-connection tenancy test through PgBouncer (transaction mode)
 	command -v pgbouncer >/dev/null || (apt-get update && apt-get install -y pgbouncer)
 	PIECES_PGBOUNCER_TESTS=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/reliability/test_pgbouncer.py
+
+failover-test: $(STAMP)  ## Kill the primary under gunicorn on a two-host URL, promote the standby, 3 times: nothing acknowledged lost
+	PIECES_FAILOVER_TESTS=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/reliability/test_failover.py
 
 walls: $(STAMP)  ## Break each tenant wall in a scratch copy (one mutation at a time) and show a test of make test fails
 	$(PY) -m devtools.break_walls

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta, timezone
 
 from sqlalchemy.engine import URL
 
-from pieces_service.config import database_url as parse_url
+from pieces_service.config import database_url as parse_url, libpq_dsn
 from pieces_service.migrate import connect, migrate
 
 DEFAULT_PIECES = 1_000_000
@@ -101,9 +101,9 @@ def _create_database_if_missing(url: URL) -> None:
 
 
 def libpq_url(url: URL) -> str:
-    """`url` as a plain postgresql:// string for libpq tools (pgbench, psql)."""
-    return url.render_as_string(hide_password=False).replace(
-        "postgresql+psycopg2://", "postgresql://", 1)
+    """`url` as a libpq connection string for libpq tools (pgbench, psql); several hosts
+    too (`config.libpq_dsn`)."""
+    return libpq_dsn(url)
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,9 @@ def targets(url, kind: str) -> list[tuple[str, dict]]:
 def app_under_test(url):
     """The service, or with BENCH_INPROCESS_APP=reference the bare reference app."""
     if os.environ.get("BENCH_INPROCESS_APP") == "reference":
-        from .data import libpq_url
+        from pieces_service.config import url_text
 
-        os.environ["DATABASE_URL"] = libpq_url(url)
+        os.environ["DATABASE_URL"] = url_text(url)
         os.environ["PIECES_JWT_SECRET"] = workload.JWT_SECRET
         from .reference_app import app
         return app

@@ -20,6 +20,7 @@ from flask import Flask, Response, request
 from psycopg2.extras import register_uuid
 from psycopg2.pool import ThreadedConnectionPool
 
+from pieces_service.config import database_url, libpq_dsn
 from pieces_service.dao import load_queries
 from pieces_service.dao import pieces as pieces_dao
 from pieces_service.domain.pieces import decode_cursor
@@ -39,7 +40,8 @@ def _cursor():
             if _pool is None:
                 # A connection for each of the gthread worker's threads that may ask
                 # for one (it has no admission control to bound them).
-                _pool = ThreadedConnectionPool(1, 64, os.environ["DATABASE_URL"])
+                _pool = ThreadedConnectionPool(
+                    1, 64, libpq_dsn(database_url(os.environ["DATABASE_URL"])))
     conn = _pool.getconn()
     conn.autocommit = True
     return conn, conn.cursor()

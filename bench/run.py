@@ -55,6 +55,7 @@ from pathlib import Path
 import psutil
 
 from bench import data, export, feed, workload
+from pieces_service.config import url_text
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -457,7 +458,7 @@ def main() -> None:
     built = {s.name: s for s in workload.build(url, RESULTS / "targets")}
     # list_under_sync reuses list_project_100 and sync_insert, whether or not they run alone.
     scenarios = [s for s in built.values() if not ONLY or s.name in ONLY]
-    env = {"DATABASE_URL": libpq, "PIECES_JWT_SECRET": workload.JWT_SECRET}
+    env = {"DATABASE_URL": url_text(url), "PIECES_JWT_SECRET": workload.JWT_SECRET}
     results: dict[str, dict] = {s.name: {"title": s.title, "note": s.note, "kind": s.kind}
                                 for s in scenarios}
     floor_dir = RESULTS / "targets" / "floor"

@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 
 from pieces_service import cli
 from pieces_service.cli import CommandError
-from pieces_service.config import database_url
+from pieces_service.config import database_url, url_text
 
 from . import client as typed_client
 from . import embedded
@@ -47,8 +47,7 @@ def open_database(env: Mapping[str, str]) -> tuple[URL, object | None, str]:
 
 def raw_url(url: URL) -> str:
     """`url` as a `DATABASE_URL` value: postgresql://, with its password."""
-    return url.render_as_string(hide_password=False).replace(
-        "postgresql+psycopg2://", "postgresql://", 1)
+    return url_text(url)
 
 
 def read_dev_secret(path: Path = DEV_SECRET_FILE) -> str | None:

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
+
+from psycopg2.extensions import make_dsn
 
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -23,10 +26,13 @@ def database_url(raw: str, variable: str = "DATABASE_URL") -> URL:
     """Parse a user's PostgreSQL URL and pin the psycopg2 driver.
 
     Users write plain `postgresql://…` (or `postgres://…`); SQLAlchemy 2.1 would map that to
-    psycopg 3, so the driver is named here.
+    psycopg 3, so the driver is named here. A multi-host URL (docs/high-availability.md) may
+    list its hosts as libpq does, `postgresql://u@h1:5432,h2:5432/db`, or as SQLAlchemy does,
+    `postgresql://u@/db?host=h1:5432&host=h2:5432`; the first is rewritten to the second,
+    which SQLAlchemy's psycopg2 dialect turns into libpq's `host=h1,h2 port=5432,5432`.
     """
     try:
-        url = make_url(raw.strip())
+        url = make_url(_hosts_to_query(raw.strip()))
     except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         raise ConfigError(f"{variable} is not a valid database URL") from None
     backend, _, driver = url.drivername.partition("+")
@@ -35,6 +41,43 @@ def database_url(raw: str, variable: str = "DATABASE_URL") -> URL:
     if driver not in ("", "psycopg2"):
         raise ConfigError(f"{variable} must name the psycopg2 driver or none: {url.drivername}")
     return url.set(drivername="postgresql+psycopg2")
+
+
+_NETLOC_HOSTS = re.compile(r"^(?P<scheme>[^:/]+://)(?P<user>[^@/]*@)?(?P<hosts>[^/@?]*,[^/?]*)"
+                           r"(?P<rest>[/?].*)?$", re.DOTALL)
+
+
+def _hosts_to_query(raw: str) -> str:
+    """libpq's `scheme://user@h1:p1,h2:p2/db?…` as SQLAlchemy's `…@/db?host=h1:p1&host=h2:p2&…`
+    (which `make_url` can read); any other URL unchanged."""
+    match = _NETLOC_HOSTS.match(raw)
+    if match is None:
+        return raw
+    rest = match.group("rest") or "/"
+    path, _, query = rest.partition("?")
+    hosts = "&".join(f"host={quote(host, safe=':')}"
+                     for host in match.group("hosts").split(","))
+    return (f"{match.group('scheme')}{match.group('user') or ''}{path or '/'}?{hosts}"
+            + (f"&{query}" if query else ""))
+
+
+def libpq_dsn(url: URL) -> str:
+    """`url` as a libpq connection string, for everything that connects without the engine:
+    psycopg2.connect (migrations, admin work, tests), psql, pgbench.
+
+    Built by SQLAlchemy's psycopg2 dialect, the one that builds the engine's connections, so
+    both read a URL alike: several hosts (`?host=h1:5432&host=h2:5432`, or a comma list)
+    become libpq's `host=h1,h2 port=5432,5432`; `target_session_attrs` and the other query
+    parameters pass through; a password is quoted as libpq needs."""
+    url = url.set(drivername="postgresql+psycopg2")
+    _args, params = url.get_dialect()().create_connect_args(url)
+    return make_dsn(**{key: str(value) for key, value in params.items()})
+
+
+def url_text(url: URL) -> str:
+    """`url` as a `DATABASE_URL` value (what `database_url` reads back): postgresql://, with
+    its password, several hosts as `?host=h1:5432&host=h2:5432`."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def replica_urls(raw: str) -> tuple[URL, ...]:

@@ -109,6 +109,7 @@ def _state() -> dict:
                 state["replicas"] = replicas
                 state["turn"] = itertools.count()
                 state["prepare"] = config.db_prepared_statements
+                state["commit_deadlines"] = CommitDeadlines(config.statement_timeout_ms / 1000)
                 state["pid"] = os.getpid()
     return state
 
@@ -231,10 +232,85 @@ def transaction(tenant: uuid.UUID, *, readonly: bool) -> Iterator[Connection]:
         except BaseException:
             _rollback(conn)
             raise
-        if commit is None:
-            conn.exec_driver_sql("COMMIT")
-        else:
-            consistency.remember(conn.exec_driver_sql(commit).scalar())
+        _commit(conn, commit)
+
+
+def _commit(conn: Connection, commit: str | None) -> None:
+    """COMMIT (with the consistency token's query when `commit` is given), cancelled when it
+    runs past `PIECES_STATEMENT_TIMEOUT_MS` (`CommitDeadlines`). A COMMIT whose outcome is
+    unknown (connection lost, or the wait for the synchronous standby cancelled: a WARNING,
+    not an error) raises `errors.OutcomeUnknown`, never passes as a success.
+
+    On the DBAPI cursor: SQLAlchemy's execution logs and clears the notices it finds."""
+    pooled = conn.connection
+    connection = pooled.dbapi_connection
+    # This COMMIT's notices on a list of their own, then handed on to the connection's.
+    kept, connection.notices = connection.notices, []
+    try:
+        with _state()["commit_deadlines"].watch(connection), connection.cursor() as cursor:
+            cursor.execute(commit or "COMMIT")
+            if commit is not None:
+                consistency.remember(cursor.fetchone()[0])
+    except psycopg2.Error as exc:
+        raise errors.from_commit(exc, lost=_lost(get_engine(), pooled, exc)) from exc
+    finally:
+        notices, connection.notices = connection.notices, kept
+        for notice in notices:
+            kept.append(notice)
+    unknown = errors.from_commit(None, notices=notices)
+    if unknown is not None:
+        raise unknown
+
+
+class CommitDeadlines:
+    """Cancels a COMMIT that runs past its deadline, from one thread per process.
+
+    PostgreSQL turns `statement_timeout` off before it commits, so nothing on the server
+    bounds a COMMIT's wait for its synchronous standby: with that standby gone (a promoted
+    standby that kept `synchronous_standby_names`, docs/high-availability.md) every write
+    would hang. A cancel ends the wait; the transaction is then committed locally and the
+    server says so in a WARNING, which `_commit` turns into a 503 (outcome unknown).
+    The cancel is sent while the lock is held, so the connection cannot be back in the pool
+    and running another request's statement when it arrives."""
+
+    def __init__(self, seconds: float):
+        self._seconds = seconds
+        self._lock = threading.Condition()
+        self._due: dict[object, tuple[float, object]] = {}
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def watch(self, connection) -> Iterator[None]:
+        """Cancel `connection`'s statement (a psycopg2 connection) if still running after
+        the deadline."""
+        token = object()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True,
+                                                name="pieces-commit-deadlines")
+                self._thread.start()
+            self._due[token] = (time.monotonic() + self._seconds, connection)
+            self._lock.notify()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._due.pop(token, None)
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, connection) in list(self._due.items()):
+                    if deadline <= now:
+                        del self._due[token]
+                        try:
+                            connection.cancel()
+                        except psycopg2.Error:
+                            pass  # lost: the COMMIT fails by itself
+                        log.warning("a COMMIT ran past its deadline and was cancelled")
+                soonest = min((deadline for deadline, _ in self._due.values()), default=None)
+                self._lock.wait(None if soonest is None else max(0.0, soonest - now))
 
 
 @contextmanager

@@ -78,6 +78,13 @@ class ReplicaFailed(DatabaseUnavailable):
     primary while nothing has been sent (later, a lost database, as on the primary)."""
 
 
+class OutcomeUnknown(DatabaseUnavailable):
+    """A write's COMMIT was sent but its outcome is unknown: the connection was lost during
+    it, or PostgreSQL committed locally and could not confirm the synchronous standby has it
+    (its wait was cancelled). Never a 200, which would promise a write a failover may lose;
+    a retry is what settles it (docs/high-availability.md)."""
+
+
 class TooManyRequests(ServiceError):
     """The caller's tenant holds its share of the service (admission control): nothing was
     done; retry after `Retry-After`."""
@@ -108,6 +115,7 @@ STATUS: dict[type[ServiceError], int] = {
     DatabaseFailure: 500,
     DatabaseUnavailable: 503,
     ReplicaFailed: 503,
+    OutcomeUnknown: 503,
     NotAcceptable: 406,
     TooManyRequests: 429,
     Overloaded: 503,
@@ -142,3 +150,35 @@ def from_database(exc: BaseException, *, disconnected: bool) -> ServiceError:
             return DatabaseFailure("Internal server error")
     # Lost, could not connect, statement_timeout, or no pooled connection came free.
     return DatabaseUnavailable("Database unavailable")
+
+
+# What PostgreSQL says (a WARNING, with the COMMIT's success) when a commit's wait for its
+# synchronous standby is cancelled: statement_timeout, pg_cancel_backend. In English: the
+# warning carries no SQLSTATE of its own to match instead.
+_SYNC_WAIT_CANCELLED = "canceling wait for synchronous replication"
+
+_OUTCOME_UNKNOWN = ("The outcome of this write is unknown: {why}. It may or may not be "
+                    "stored. Retry the request: sync is idempotent and safe to retry (a "
+                    "retried delete or restore answers 404 when the first one took effect).")
+
+
+def from_commit(exc: BaseException | None, *, lost: bool = False,
+                notices: list[str] = ()) -> ServiceError | None:
+    """The service error for a write's COMMIT, from its exception (`exc`, None when it
+    returned; `lost`: it lost the connection) and the notices the server sent with it; None
+    when it committed.
+
+    A COMMIT that lost its connection, or whose synchronous-replication wait was cancelled,
+    has an unknown outcome (`OutcomeUnknown`, 503): the row may be on the primary and on no
+    standby, so a failover can still lose it. Any other failure is what `from_database`
+    says (the transaction did not commit)."""
+    if exc is None:
+        if any(_SYNC_WAIT_CANCELLED in notice for notice in notices):
+            return OutcomeUnknown(_OUTCOME_UNKNOWN.format(
+                why="the database committed it but could not confirm that its standby has "
+                    "it (the wait for synchronous replication was cancelled)"))
+        return None
+    if lost:
+        return OutcomeUnknown(_OUTCOME_UNKNOWN.format(
+            why="the connection to the database was lost during its commit"))
+    return from_database(exc, disconnected=False)

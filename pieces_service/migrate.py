@@ -30,6 +30,8 @@ import psycopg2
 import psycopg2.errors
 from sqlalchemy.engine import URL
 
+from .config import libpq_dsn
+
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
@@ -211,9 +213,9 @@ def _identifier(name: str) -> str:
 # --- applying --------------------------------------------------------------------------------
 
 def connect(url: URL, **kwargs):
-    """A plain psycopg2 connection for admin work (migrations, demo data)."""
-    return psycopg2.connect(url.render_as_string(hide_password=False).replace(
-        "postgresql+psycopg2://", "postgresql://", 1), **kwargs)
+    """A plain psycopg2 connection for admin work (migrations, demo data); `url` may name
+    several hosts (`config.libpq_dsn`)."""
+    return psycopg2.connect(libpq_dsn(url), **kwargs)
 
 
 def migrate(url: URL, directory: Traversable = MIGRATIONS_DIR,

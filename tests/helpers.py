@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import jwt
 
-from pieces_service.config import Config, JWTSettings
+from pieces_service.config import Config, JWTSettings, url_text
 
 TEST_SECRET = "test-secret-" + "x" * 40
 
@@ -247,7 +247,7 @@ def ok(response):
 
 def raw_url(url) -> str:
     """A URL as the user would write it (str(URL) would hide the password)."""
-    return url.render_as_string(hide_password=False).replace("postgresql+psycopg2", "postgresql")
+    return url_text(url)
 
 
 def clean_env(**variables):
@@ -330,3 +330,15 @@ def plan_nodes(plan: dict):
     yield plan
     for child in plan.get("Plans", ()):
         yield from plan_nodes(child)
+
+
+def behind_a_dead_host(url, dead_port: int):
+    """`url` as a two-host URL whose first host (127.0.0.1:`dead_port`, nothing listening)
+    is down, with `target_session_attrs=read-write`: libpq must skip it (a failover)."""
+    if not url.host:
+        import pytest
+
+        pytest.skip("the test database is reached over a socket, not host:port")
+    return url.set(host=None, port=None, query={
+        **url.query, "host": (f"127.0.0.1:{dead_port}", f"{url.host}:{url.port or 5432}"),
+        "target_session_attrs": "read-write"})

@@ -8,13 +8,12 @@ import sys
 
 import pytest
 
-from bench.data import libpq_url
-from helpers import TEST_SECRET, make_token, ok
+from helpers import TEST_SECRET, make_token, ok, raw_url
 
 
 @pytest.fixture
 def reference(db_url, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", libpq_url(db_url))
+    monkeypatch.setenv("DATABASE_URL", raw_url(db_url))
     monkeypatch.setenv("PIECES_JWT_SECRET", TEST_SECRET)
     sys.modules.pop("bench.reference_app", None)
     module = importlib.import_module("bench.reference_app")

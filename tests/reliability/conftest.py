@@ -10,6 +10,7 @@ environment variable is set; each has its own make target that sets it:
 | pgbouncer | PIECES_PGBOUNCER_TESTS=1 | make pgbouncer-test |
 | soak      | PIECES_SOAK_TESTS=1      | make soak           |
 | fairness  | PIECES_FAIRNESS_TESTS=1  | make fairness       |
+| failover  | PIECES_FAILOVER_TESTS=1  | make failover-test  |
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ GATES = {
     "pgbouncer": "PIECES_PGBOUNCER_TESTS",
     "soak": "PIECES_SOAK_TESTS",
     "fairness": "PIECES_FAIRNESS_TESTS",
+    "failover": "PIECES_FAILOVER_TESTS",
 }
 
 

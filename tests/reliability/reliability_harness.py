@@ -365,6 +365,59 @@ class StreamingReplication:
     def stop_standby(self, mode: str = "fast") -> None:
         self._tool("pg_ctl", "-D", self.standby_dir, "-w", "-m", mode, "stop")
 
+    # --- a failover, as a failover manager runs it (make failover-test) ----------------
+
+    def stop_primary(self, mode: str = "immediate") -> None:
+        self._tool("pg_ctl", "-D", self.primary_dir, "-w", "-m", mode, "stop")
+
+    def promote_standby(self) -> None:
+        """`pg_ctl promote` the standby: it is the primary from now on (its port and
+        directory are `primary_*`), and the old primary's are free for `rebuild_standby`."""
+        self._tool("pg_ctl", "-D", self.standby_dir, "-w", "-t", "60", "promote")
+        self.primary_dir, self.standby_dir = self.standby_dir, self.primary_dir
+        self.primary_port, self.standby_port = self.standby_port, self.primary_port
+
+    def rebuild_standby(self) -> None:
+        """A new standby of the current primary, in the old primary's place (its port)."""
+        shutil.rmtree(self.standby_dir)
+        self.start_standby()
+
+    def set_synchronous_standby_names(self, names: str) -> None:
+        """On the primary: `''` (commits wait for no standby), `'*'` (for any standby).
+        Returns once the primary uses it."""
+        from pieces_service.config import database_url
+        from pieces_service.migrate import connect
+
+        conn = connect(database_url(self.url(self.primary_port, "postgres")))
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute("ALTER SYSTEM SET synchronous_standby_names = %s", (names,))
+                cur.execute("SELECT pg_reload_conf()")
+
+                def applied():
+                    cur.execute("SHOW synchronous_standby_names")
+                    return cur.fetchone()[0] == names
+                wait_until(applied, 10, 0.02, "synchronous_standby_names reloaded")
+        finally:
+            conn.close()
+
+    def wait_synchronous(self, timeout: float = 30) -> None:
+        """Until the primary has a standby streaming in sync (`sync_state = 'sync'`)."""
+        from pieces_service.config import database_url
+        from pieces_service.migrate import connect
+
+        def in_sync():
+            conn = connect(database_url(self.url(self.primary_port, "postgres")))
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM pg_stat_replication"
+                                " WHERE state = 'streaming' AND sync_state = 'sync'")
+                    return cur.fetchone()[0] > 0
+            finally:
+                conn.close()
+        wait_until(in_sync, timeout, 0.05, "a synchronous standby streaming")
+
     def close(self) -> None:
         for pgdata in (self.standby_dir, self.primary_dir):
             if (pgdata / "postmaster.pid").exists():

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
@@ -342,3 +343,14 @@ def behind_a_dead_host(url, dead_port: int):
     return url.set(host=None, port=None, query={
         **url.query, "host": (f"127.0.0.1:{dead_port}", f"{url.host}:{url.port or 5432}"),
         "target_session_attrs": "read-write"})
+
+
+def required_tool(name: str, how: str) -> str:
+    """The path of the command-line tool `name`; the test is skipped, saying `how` to
+    install it, when it is missing (make test installs it where apt-get is there)."""
+    path = shutil.which(name)
+    if path is None:
+        import pytest
+
+        pytest.skip(f"{name} is not installed ({how})")
+    return path

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-import shutil
 import socket
 import subprocess
 from html.parser import HTMLParser
@@ -14,7 +13,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from swagger_ui_bundle import swagger_ui_path
 
-from helpers import TEST_SECRET, assert_error
+from helpers import TEST_SECRET, assert_error, required_tool
 from reliability.reliability_harness import Gunicorn
 
 PAGE = "/api/v1/docs"
@@ -114,10 +113,7 @@ HOST = "pieces.test"
 
 @pytest.fixture(scope="module")
 def chromium():
-    exe = shutil.which("chromium")
-    if exe is None:
-        pytest.skip("Debian's chromium is not installed (make browser installs it)")
-    return exe
+    return required_tool("chromium", "Debian's chromium: make browser installs it")
 
 
 @pytest.fixture(scope="module")

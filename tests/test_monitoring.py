@@ -7,12 +7,13 @@ rules and the dashboard query is one the service exports. promtool comes with De
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from helpers import required_tool
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yaml"
@@ -27,10 +28,7 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 @pytest.fixture(scope="module")
 def promtool():
-    path = shutil.which("promtool")
-    if path is None:
-        pytest.skip("promtool is missing: `make promtool` installs Debian's prometheus")
-    return path
+    return required_tool("promtool", "make promtool installs Debian's prometheus")
 
 
 def test_the_rules_are_valid(promtool):

@@ -156,12 +156,9 @@ OPERATION_IDS = {
 
 def test_every_operation_has_its_pinned_id_a_summary_and_a_description(client):
     spec = client.get("/api/v1/openapi.json").get_json()
-    found = {(method, path): (operation.get("operationId"), operation.get("summary"))
-             for path, operations in spec["paths"].items()
-             for method, operation in operations.items()
-             if method in ("get", "post", "put", "patch", "delete")}
-    assert found == OPERATION_IDS
-    for path, operations in spec["paths"].items():
-        for method, operation in operations.items():
-            if method in ("get", "post", "put", "patch", "delete"):
-                assert operation.get("description"), (method, path)
+    operations = {(method, path): operation for path, methods in spec["paths"].items()
+                  for method, operation in methods.items()
+                  if method in ("get", "post", "put", "patch", "delete")}
+    assert {key: (operation.get("operationId"), operation.get("summary"))
+            for key, operation in operations.items()} == OPERATION_IDS
+    assert all(operation.get("description") for operation in operations.values())

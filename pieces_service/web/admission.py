@@ -114,13 +114,12 @@ def _refused(reason: str, tenant: uuid.UUID | None, **details) -> None:
 
 class _Waiter:
     """A request waiting for a slot: its thread waits on `event`, set when a slot is
-    handed to it (`granted`)."""
+    handed to it."""
 
-    __slots__ = ("event", "granted")
+    __slots__ = ("event",)
 
     def __init__(self):
         self.event = threading.Event()
-        self.granted = False
 
 
 @dataclass
@@ -147,7 +146,7 @@ class _Pool:
     used: int = 0
     turns: OrderedDict = field(default_factory=OrderedDict)  # tenant -> _Tenant, waiting
 
-    def may_take(self, tenant: uuid.UUID, mine: _Tenant) -> bool:
+    def may_take(self, mine: _Tenant) -> bool:
         """Whether a request arriving now takes a slot at once (else it waits)."""
         free = self.slots - self.used
         if free <= 0 or mine.queued[self.kind]:
@@ -193,8 +192,6 @@ class Admission:
     so only that request's thread wakes."""
 
     def __init__(self, config: Config):
-        self.slots = config.admission_slots
-        self.share = max(1, int(config.admission_slots * config.tenant_share))
         self.long_slots = config.long_slots
         self.tenant_long_slots = config.tenant_long_slots
         self.wait_s = config.admission_wait_ms / 1000
@@ -204,7 +201,8 @@ class Admission:
                                - config.long_slots - 1)
         self._pools = {
             # One short slot stays free for a tenant yet to come: it is admitted at once.
-            SHORT: _Pool(SHORT, config.admission_slots, self.share, reserve=1),
+            SHORT: _Pool(SHORT, config.admission_slots,
+                         max(1, int(config.admission_slots * config.tenant_share)), reserve=1),
             # Heavy requests hold the worker's interpreter for long stretches: a few at a
             # time use it fully, and each more only slows every other request down.
             HEAVY: _Pool(HEAVY, config.heavy_slots,
@@ -226,7 +224,7 @@ class Admission:
             if kind == LONG:
                 return self._admit_long(tenant, mine)
             pool = self._pools[kind]
-            if pool.may_take(tenant, mine):
+            if pool.may_take(mine):
                 self._take(pool, mine)
                 waiter = None
             else:
@@ -271,19 +269,18 @@ class Admission:
 
     def _await(self, waiter: _Waiter, pool: _Pool, tenant: uuid.UUID, mine: _Tenant,
                deadline: float) -> None:
-        """Wait for a slot to be handed over; past `deadline`, leave the queue, refused."""
+        """Wait for a slot to be handed over; past `deadline`, leave the queue, refused.
+        (Leaving frees no slot and lets no other waiter take one: a waiter is passed over
+        only when every waiter is.)"""
         waiter.event.wait(max(0.0, deadline - time.monotonic()))
         with self._lock:
-            if waiter.granted:
+            if waiter.event.is_set():  # handed a slot, perhaps just as the wait ran out
                 return
             mine.queued[pool.kind].remove(waiter)
             self._waiting -= 1
             if not mine.queued[pool.kind]:
                 pool.turns.pop(tenant, None)
-            try:
-                self._refuse(tenant, mine, pool)
-            finally:
-                self._grant(pool)  # the slot it leaves may be one another tenant can take
+            self._refuse(tenant, mine, pool)
 
     def _grant(self, pool: _Pool) -> None:
         """Hand free slots to waiting requests (the lock held)."""
@@ -295,7 +292,6 @@ class Admission:
             pool.turns.pop(tenant)
             if mine.queued[pool.kind]:
                 pool.turns[tenant] = mine  # to the end of the turn order
-            waiter.granted = True
             waiter.event.set()
 
     def _refuse(self, tenant: uuid.UUID, mine: _Tenant, pool: _Pool) -> None:

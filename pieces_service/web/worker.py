@@ -147,6 +147,9 @@ class ThreadWorker(gthread.ThreadWorker):
     def init_process(self):
         self._handling = 0  # threads in handle()
         self._handling_lock = threading.Lock()
+        # Serve a kept-alive connection's next request in its thread while at most this
+        # many threads are in handle(): the rest stay free for the event loop's work.
+        self._max_serving_on = self.cfg.threads // 2
         super().init_process()
 
     def handle(self, conn):
@@ -158,7 +161,7 @@ class ThreadWorker(gthread.ThreadWorker):
             # serve it in this thread while threads are plentiful, rather than through the
             # event loop and the pool's queue (two thread switches, each a wait for the
             # interpreter when other requests run).
-            while (result is True and self.alive and self._handling <= self._spare_threads
+            while (result is True and self.alive and self._handling <= self._max_serving_on
                    and _next_request_within(conn, NEXT_REQUEST_WAIT_S)):
                 conn.pieces_queued_at = time.time()
                 result = super().handle(conn)
@@ -168,10 +171,6 @@ class ThreadWorker(gthread.ThreadWorker):
         if result is False:  # to be closed (not kept alive, not deferred to the poller)
             _linger(conn.sock)
         return result
-
-    @property
-    def _spare_threads(self) -> int:
-        return self.cfg.threads // 2
 
     def enqueue_req(self, conn):
         conn.pieces_queued_at = time.time()
